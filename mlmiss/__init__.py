@@ -1,0 +1,22 @@
+"""mlmiss: maximum-likelihood two-level SEM with missing data at both levels.
+
+Data flow: ``DataFrame -> TwoLevelData -> Moments -> loglik``.
+"""
+
+from .data import TwoLevelData
+from .errors import DataError, MomentsError, SingularMatrixError
+from .loglik import METHODS, loglik
+from .moments import Moments
+
+__version__ = "0.1.0"
+
+__all__ = ["TwoLevelData", "Moments", "loglik", "METHODS", "DataError", "MomentsError",
+           "SingularMatrixError", "datasets"]
+
+
+def __getattr__(name):
+    # datasets is imported lazily: it is not needed to evaluate a likelihood
+    if name == "datasets":
+        from . import datasets
+        return datasets
+    raise AttributeError(f"module 'mlmiss' has no attribute {name!r}")

@@ -1,0 +1,214 @@
+"""Small dense linear algebra shared by the objectives, written out as Numba kernels.
+
+The objectives invert many small matrices: ``sigma_w`` and ``sigma_zz`` with some rows
+and columns removed, and the P_b x P_b matrix I + Sigma_j(b.z) A_j per cluster. Loops
+written by hand over preallocated buffers beat ``np.linalg`` calls at these sizes,
+which allocate on every call.
+
+The central helper is the *inverse update* of Rosseel (2021), Appendix B.1: given
+Omega = Sigma^{-1} and log|Sigma|, the inverse of Sigma[o, o] (o = observed variables,
+m = missing ones) is, by the second partitioned-inverse identity (A21),
+
+    Sigma[o, o]^{-1} = Omega[o, o] - Omega[o, m] Omega[m, m]^{-1} Omega[m, o]
+
+and by the determinant identity (A23)  log|Sigma[o, o]| = log|Sigma| + log|Omega[m, m]|.
+When few variables are missing this costs O(P^2 r) instead of O(P^3).
+
+All ``*_into`` functions write into caller-provided arrays and allocate nothing; the
+plain-named wrappers allocate and are for use from Python.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True)
+def cholesky_into(a, n, out):
+    """Lower Cholesky factor of a[:n, :n] into out[:n, :n]; returns log|a| or nan if not PD."""
+    logdet = 0.0
+    for j in range(n):
+        s = a[j, j]
+        for k in range(j):
+            s -= out[j, k] * out[j, k]
+        if not s > 0.0:
+            return np.nan
+        d = np.sqrt(s)
+        out[j, j] = d
+        logdet += 2.0 * np.log(d)
+        for i in range(j + 1, n):
+            s = a[i, j]
+            for k in range(j):
+                s -= out[i, k] * out[j, k]
+            out[i, j] = s / d
+        for i in range(j):
+            out[i, j] = 0.0
+    return logdet
+
+
+@njit(cache=True)
+def cholesky_inverse_into(a, n, out, work):
+    """Inverse of SPD a[:n, :n] into out[:n, :n] (work: n x n); returns log|a| or nan."""
+    logdet = cholesky_into(a, n, work)
+    if np.isnan(logdet):
+        return logdet
+    # invert the lower factor in place: work <- L^{-1}
+    for j in range(n):
+        work[j, j] = 1.0 / work[j, j]
+        for i in range(j + 1, n):
+            s = 0.0
+            for k in range(j, i):
+                s -= work[i, k] * work[k, j]
+            work[i, j] = s / work[i, i]
+    # a^{-1} = L^{-T} L^{-1}
+    for i in range(n):
+        for j in range(i + 1):
+            s = 0.0
+            for k in range(i, n):
+                s += work[k, i] * work[k, j]
+            out[i, j] = s
+            out[j, i] = s
+    return logdet
+
+
+@njit(cache=True)
+def inverse_update_into(sigma, omega, logdet, observed, out, idx, small, small_inv, work):
+    """Inverse of sigma[o, o], padded with zeros to P x P, from omega = sigma^{-1}.
+
+    ``observed`` is a boolean mask. Returns log|sigma[o, o]| (nan if not PD). Uses the
+    update (Appendix B.1) when fewer variables are missing than observed, a direct
+    Cholesky inverse of sigma[o, o] otherwise (cheaper then, and better conditioned).
+    Buffers: idx (P,) int, small / small_inv / work (P, P).
+    """
+    p = observed.shape[0]
+    n_obs = 0
+    for a in range(p):
+        if observed[a]:
+            n_obs += 1
+    n_mis = p - n_obs
+    for a in range(p):
+        for b in range(p):
+            out[a, b] = 0.0
+    if n_mis == 0:
+        for a in range(p):
+            for b in range(p):
+                out[a, b] = omega[a, b]
+        return logdet
+    if n_obs == 0:
+        return 0.0
+    if n_mis < n_obs:
+        r = 0
+        for a in range(p):
+            if not observed[a]:
+                idx[r] = a
+                r += 1
+        for k in range(r):
+            for l in range(r):
+                small[k, l] = omega[idx[k], idx[l]]
+        ld_mm = cholesky_inverse_into(small, r, small_inv, work)
+        if np.isnan(ld_mm):
+            return np.nan
+        # work[a, l] = (omega[a, m] omega[m, m]^{-1})[a, l]
+        for a in range(p):
+            if observed[a]:
+                for l in range(r):
+                    s = 0.0
+                    for k in range(r):
+                        s += omega[a, idx[k]] * small_inv[k, l]
+                    work[a, l] = s
+        for a in range(p):
+            if observed[a]:
+                for b in range(a + 1):
+                    if observed[b]:
+                        s = omega[a, b]
+                        for l in range(r):
+                            s -= work[a, l] * omega[idx[l], b]
+                        out[a, b] = s
+                        out[b, a] = s
+        return logdet + ld_mm
+    # many variables missing: invert sigma[o, o] directly
+    r = 0
+    for a in range(p):
+        if observed[a]:
+            idx[r] = a
+            r += 1
+    for k in range(r):
+        for l in range(r):
+            small[k, l] = sigma[idx[k], idx[l]]
+    ld = cholesky_inverse_into(small, r, small_inv, work)
+    if np.isnan(ld):
+        return np.nan
+    for k in range(r):
+        for l in range(r):
+            out[idx[k], idx[l]] = small_inv[k, l]
+    return ld
+
+
+@njit(cache=True)
+def lu_solve_into(m, n, rhs, nrhs, perm):
+    """Solve m[:n, :n] x = rhs[:n, :nrhs] in place by LU with partial pivoting.
+
+    Overwrites m with its factors and rhs with the solution. Returns (log|det|, sign).
+    """
+    sign = 1.0
+    logabs = 0.0
+    for i in range(n):
+        perm[i] = i
+    for k in range(n):
+        piv = k
+        best = abs(m[k, k])
+        for i in range(k + 1, n):
+            if abs(m[i, k]) > best:
+                best = abs(m[i, k])
+                piv = i
+        if best == 0.0:
+            return -np.inf, 0.0
+        if piv != k:
+            sign = -sign
+            for c in range(n):
+                t = m[k, c]
+                m[k, c] = m[piv, c]
+                m[piv, c] = t
+            for c in range(nrhs):
+                t = rhs[k, c]
+                rhs[k, c] = rhs[piv, c]
+                rhs[piv, c] = t
+        d = m[k, k]
+        if d < 0.0:
+            sign = -sign
+        logabs += np.log(abs(d))
+        for i in range(k + 1, n):
+            f = m[i, k] / d
+            m[i, k] = f
+            for c in range(k + 1, n):
+                m[i, c] -= f * m[k, c]
+            for c in range(nrhs):
+                rhs[i, c] -= f * rhs[k, c]
+    for c in range(nrhs):
+        for i in range(n - 1, -1, -1):
+            s = rhs[i, c]
+            for k in range(i + 1, n):
+                s -= m[i, k] * rhs[k, c]
+            rhs[i, c] = s / m[i, i]
+    return logabs, sign
+
+
+# ---------------------------------------------------------------- Python-facing wrappers
+def cholesky_inverse(a):
+    """(inverse, log-determinant) of a symmetric positive definite matrix; (None, nan) if not PD."""
+    a = np.ascontiguousarray(a, dtype=float)
+    n = a.shape[0]
+    out = np.empty((n, n))
+    logdet = cholesky_inverse_into(a, n, out, np.empty((n, n)))
+    return (None, logdet) if np.isnan(logdet) else (out, logdet)
+
+
+def inverse_update(sigma, omega, logdet, observed):
+    """Padded inverse of sigma[o, o] and log|sigma[o, o]| from omega = sigma^{-1} (App. B.1)."""
+    p = sigma.shape[0]
+    out = np.empty((p, p))
+    ld = inverse_update_into(np.ascontiguousarray(sigma, dtype=float), np.ascontiguousarray(omega, dtype=float),
+                             float(logdet), np.asarray(observed, dtype=np.bool_), out,
+                             np.empty(p, np.int64), np.empty((p, p)), np.empty((p, p)), np.empty((p, p)))
+    return out, ld

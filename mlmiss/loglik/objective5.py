@@ -1,0 +1,224 @@
+"""Objective 5 (Rosseel 2021, sec. 4.6): global level-1 and level-2 missing patterns.
+
+Objective 4 still inverted Sigma_w[o, o] once per pattern *per cluster*. Here each
+distinct level-1 pattern in the whole data set is inverted once, and its contribution
+is added to every cluster it occurs in. Likewise Sigma_zz[o, o] is inverted once per
+level-2 pattern. The work per evaluation is done by Numba kernels over plain arrays:
+
+1. per level-1 pattern p with observed set o (Appendix B.1 inverse update):
+   W_p = Sigma_w[o, o]^{-1} (padded), log|Sigma_w[o, o]|, and the within part of
+   q_yy, sum_i (y_i - mu)' W_p (y_i - mu) = tr(W_p S_p(mu)), from the pattern's sums of
+   y and y y' (so the cost does not grow with the number of rows);
+2. per (cluster j, pattern p) pair with n_jp rows and sum s_jp:
+   A_j += n_jp W_p  and  p_j += W_p (s_jp - n_jp mu_y)                      (eq. 61);
+3. per level-2 pattern: Sigma_j^zz = Sigma_zz[o, o]^{-1}, log|G Sigma_zz G'|,
+   H = Sigma_yz G' Sigma_j^zz and Sigma_j(b.z) = Sigma_b - H G Sigma_zy      (eq. 57);
+4. per cluster: g_j = H delta_z (eq. 67), M_j = I + Sigma_j(b.z) A_j, and the
+   singular-safe quadratic forms (85)-(87) and log|V_j| (eq. 84):
+
+       q_yy = delta_y' Lambda^{-1} delta_y - p_j' M_j^{-1} Sigma_j(b.z) p_j
+       q_yz = -p_j' M_j^{-1} g_j
+       q_zz = delta_z' Sigma_j^zz delta_z + g_j' A_j M_j^{-1} g_j
+       log|V_j| = log|G Sigma_zz G'| + log|Lambda_j| + log|M_j|
+
+Only the P_b variables with a between part enter steps 2-4: Sigma_j(b.z) is zero
+outside them, so I + Sigma_j(b.z) A_j is block triangular with an identity block and
+everything reduces to P_b x P_b matrices.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ..linalg import cholesky_inverse_into, inverse_update_into, lu_solve_into
+
+LOG_2PI = np.log(2.0 * np.pi)
+
+
+@njit(cache=True)
+def within_patterns(mu_y, sigma_w, omega_w, logdet_w, bidx, observed, freq, pattern_sum,
+                    pattern_sumsq, pattern_pairs, pattern_pair_ptr, pair_cluster, pair_freq,
+                    pair_sum, a_j, p_j):
+    """Steps 1-2. Fills a_j (J, Pb, Pb) and p_j (J, Pb); returns the within part of
+    sum_j [log|Lambda_j| + delta_y' Lambda_j^{-1} delta_y], or nan if not PD."""
+    n_pat, p = observed.shape
+    nb = bidx.shape[0]
+    w = np.empty((p, p))
+    idx = np.empty(p, np.int64)
+    buf1 = np.empty((p, p))
+    buf2 = np.empty((p, p))
+    buf3 = np.empty((p, p))
+    wmu = np.empty(p)
+    dev = np.empty(p)
+    a_j[:] = 0.0
+    p_j[:] = 0.0
+    total = 0.0
+    for pat in range(n_pat):
+        ld = inverse_update_into(sigma_w, omega_w, logdet_w, observed[pat], w, idx, buf1, buf2, buf3)
+        if np.isnan(ld):
+            return np.nan
+        # tr(W S_p(mu)) = <W, sum yy'> - 2 mu' W s + n mu' W mu
+        n = freq[pat]
+        trace = 0.0
+        for a in range(p):
+            s = 0.0
+            for b in range(p):
+                trace += w[a, b] * pattern_sumsq[pat, a, b]
+                s += w[a, b] * mu_y[b]
+            wmu[a] = s
+        for a in range(p):
+            trace += wmu[a] * (n * mu_y[a] - 2.0 * pattern_sum[pat, a])
+        total += n * ld + trace
+        for q in range(pattern_pair_ptr[pat], pattern_pair_ptr[pat + 1]):
+            pair = pattern_pairs[q]
+            j = pair_cluster[pair]
+            m = pair_freq[pair]
+            for b in range(p):
+                dev[b] = pair_sum[pair, b] - m * mu_y[b]
+            for k in range(nb):
+                ak = bidx[k]
+                for l in range(nb):
+                    a_j[j, k, l] += m * w[ak, bidx[l]]
+                s = 0.0
+                for b in range(p):
+                    s += w[ak, b] * dev[b]
+                p_j[j, k] += s
+    return total
+
+
+@njit(cache=True)
+def between_patterns(sigma_b, sigma_zz, sigma_yz, omega_z, logdet_z, bidx, observed,
+                     zinv, zlogdet, h, s_bz):
+    """Step 3, per level-2 pattern: zinv (K x K padded), zlogdet, h (Pb x K), s_bz (Pb x Pb).
+    Returns False if some Sigma_zz[o, o] is not positive definite."""
+    n_pat, k = observed.shape
+    nb = bidx.shape[0]
+    idx = np.empty(k, np.int64)
+    buf1 = np.empty((k, k))
+    buf2 = np.empty((k, k))
+    buf3 = np.empty((k, k))
+    for q in range(n_pat):
+        ld = inverse_update_into(sigma_zz, omega_z, logdet_z, observed[q], zinv[q], idx, buf1, buf2, buf3)
+        if np.isnan(ld):
+            return False
+        zlogdet[q] = ld
+        for r in range(nb):
+            for c in range(k):
+                s = 0.0
+                for e in range(k):
+                    s += sigma_yz[bidx[r], e] * zinv[q, e, c]
+                h[q, r, c] = s
+        for r in range(nb):
+            for c in range(nb):
+                s = sigma_b[bidx[r], bidx[c]]
+                for e in range(k):
+                    s -= h[q, r, e] * sigma_yz[bidx[c], e]
+                s_bz[q, r, c] = s
+    return True
+
+
+@njit(cache=True)
+def cluster_terms(mu_z, z, cluster_pattern, zinv, zlogdet, h, s_bz, a_j, p_j):
+    """Step 4: sum over clusters of log|G Szz G'| + log|M_j| + q_zz + 2 q_yz + (q_yy - within part).
+    Returns nan when some M_j has a nonpositive determinant (V_j not positive definite)."""
+    n_clusters, k = z.shape
+    nb = a_j.shape[1]
+    dz = np.empty(k)
+    g = np.empty(nb)
+    m = np.empty((nb, nb))
+    rhs = np.empty((nb, 2))
+    perm = np.empty(nb, np.int64)
+    total = 0.0
+    for j in range(n_clusters):
+        q = cluster_pattern[j]
+        for c in range(k):
+            dz[c] = 0.0 if np.isnan(z[j, c]) else z[j, c] - mu_z[c]
+        qzz_a = 0.0
+        for a in range(k):
+            s = 0.0
+            for b in range(k):
+                s += zinv[q, a, b] * dz[b]
+            qzz_a += dz[a] * s
+        for r in range(nb):
+            s = 0.0
+            for c in range(k):
+                s += h[q, r, c] * dz[c]
+            g[r] = s
+        # M = I + Sigma_j(b.z) A_j ; right-hand sides Sigma_j(b.z) p_j and g_j
+        for r in range(nb):
+            s = 0.0
+            for c in range(nb):
+                t = 0.0
+                for e in range(nb):
+                    t += s_bz[q, r, e] * a_j[j, e, c]
+                m[r, c] = t + (1.0 if r == c else 0.0)
+                s += s_bz[q, r, c] * p_j[j, c]
+            rhs[r, 0] = s
+            rhs[r, 1] = g[r]
+        logabs, sign = lu_solve_into(m, nb, rhs, 2, perm)
+        if not sign > 0.0:
+            return np.nan
+        qyy_b = 0.0
+        qyz = 0.0
+        qzz_b = 0.0
+        for r in range(nb):
+            qyy_b += p_j[j, r] * rhs[r, 0]
+            qyz -= p_j[j, r] * rhs[r, 1]
+            s = 0.0
+            for c in range(nb):
+                s += a_j[j, r, c] * rhs[c, 1]
+            qzz_b += g[r] * s
+        total += zlogdet[q] + logabs + qzz_a + qzz_b + 2.0 * qyz - qyy_b
+    return total
+
+
+@njit(cache=True)
+def loglik_kernel(mu_y, mu_z, sigma_w, sigma_b, sigma_zz, sigma_yz, bidx, n_values,
+                  l1_observed, l1_freq, pattern_sum, pattern_sumsq, pattern_pairs,
+                  pattern_pair_ptr, pair_cluster, pair_freq, pair_sum,
+                  z, l2_observed, cluster_pattern):
+    """The whole log-likelihood from plain arrays; -inf if the moments are not admissible."""
+    p = mu_y.shape[0]
+    k = mu_z.shape[0]
+    nb = bidx.shape[0]
+    n_clusters = z.shape[0]
+    omega_w = np.empty((p, p))
+    logdet_w = cholesky_inverse_into(sigma_w, p, omega_w, np.empty((p, p)))
+    omega_z = np.empty((k, k))
+    logdet_z = cholesky_inverse_into(sigma_zz, k, omega_z, np.empty((k, k)))
+    if np.isnan(logdet_w) or np.isnan(logdet_z):
+        return -np.inf
+    a_j = np.empty((n_clusters, nb, nb))
+    p_j = np.empty((n_clusters, nb))
+    within = within_patterns(mu_y, sigma_w, omega_w, logdet_w, bidx, l1_observed, l1_freq,
+                             pattern_sum, pattern_sumsq, pattern_pairs, pattern_pair_ptr,
+                             pair_cluster, pair_freq, pair_sum, a_j, p_j)
+    if np.isnan(within):
+        return -np.inf
+    n_q = l2_observed.shape[0]
+    zinv = np.empty((n_q, k, k))
+    zlogdet = np.empty(n_q)
+    h = np.empty((n_q, nb, k))
+    s_bz = np.empty((n_q, nb, nb))
+    if not between_patterns(sigma_b, sigma_zz, sigma_yz, omega_z, logdet_z, bidx, l2_observed,
+                            zinv, zlogdet, h, s_bz):
+        return -np.inf
+    between = cluster_terms(mu_z, z, cluster_pattern, zinv, zlogdet, h, s_bz, a_j, p_j)
+    if np.isnan(between):
+        return -np.inf
+    return -0.5 * (n_values * LOG_2PI + within + between)
+
+
+def kernel_args(data, moments):
+    """The plain arrays the kernel takes, in order (moments first, then data)."""
+    l1, l2 = data.level1, data.level2
+    return (moments.mu_y, moments.mu_z, moments.sigma_w, moments.sigma_b, moments.sigma_zz,
+            moments.sigma_yz, moments.between_index.astype(np.int64), float(data.n_observed_values),
+            l1.observed, l1.freq, l1.pattern_sum, l1.pattern_sumsq, l1.pattern_pairs,
+            l1.pattern_pair_ptr, l1.pair_cluster, l1.pair_freq, l1.pair_sum,
+            data.z, l2.observed, l2.cluster_pattern)
+
+
+def loglik(data, moments) -> float:
+    return float(loglik_kernel(*kernel_args(data, moments)))

@@ -1,0 +1,128 @@
+"""The six moment blocks of a two-level random-intercept model (Rosseel 2021, sec. 3.1).
+
+``y`` are the level-1 variables (within-only and "both" variables), ``z`` the
+between-only variables::
+
+    y_ji = mu_y + y_b(j) + y_w(ji)     Var(y_w) = sigma_w,  Var(y_b) = sigma_b
+    z_j  ~ (mu_z, sigma_zz)            Cov(y_b, z) = sigma_yz   (P x K)
+
+A variable whose ``sigma_b`` row is all zero has no between part (within-only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import MomentsError
+
+_FIELDS = ("mu_y", "mu_z", "sigma_w", "sigma_b", "sigma_zz", "sigma_yz")
+
+
+def _as_float_array(name, value, ndim):
+    arr = np.array(value, dtype=float, copy=True)
+    if arr.size == 0:
+        # allow [] / np.empty for K = 0 in any compatible shape
+        arr = arr.reshape((0,) * ndim) if ndim == 1 or arr.ndim != ndim else arr
+    if arr.ndim != ndim:
+        raise MomentsError(f"{name} must be {ndim}-dimensional, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise MomentsError(f"{name} contains non-finite values")
+    return arr
+
+
+def _check_symmetric(name, mat):
+    if mat.shape[0] != mat.shape[1]:
+        raise MomentsError(f"{name} must be square, got shape {mat.shape}")
+    scale = max(1.0, float(np.max(np.abs(mat)))) if mat.size else 1.0
+    asym = float(np.max(np.abs(mat - mat.T))) if mat.size else 0.0
+    if asym > 1e-10 * scale:
+        i, j = np.unravel_index(np.argmax(np.abs(mat - mat.T)), mat.shape)
+        raise MomentsError(
+            f"{name} is not symmetric: [{i},{j}] = {mat[i, j]!r} but [{j},{i}] = {mat[j, i]!r}"
+        )
+
+
+@dataclass(frozen=True, init=False)
+class Moments:
+    """Model-implied moments, ordered as ``data.y_names`` (P) and ``data.z_names`` (K).
+
+    Parameters
+    ----------
+    mu_y : (P,) mean of the level-1 variables.
+    mu_z : (K,) mean of the between-only variables.
+    sigma_w : (P, P) within covariance matrix.
+    sigma_b : (P, P) between covariance of y's between parts; zero rows/columns
+        for within-only variables.
+    sigma_zz : (K, K) covariance of z.
+    sigma_yz : (P, K) Cov(y_b, z); rows of within-only variables must be zero.
+
+    Arrays are copied and made read-only. Shapes, finiteness and symmetry are
+    checked; positive definiteness is the likelihood's business (see
+    :func:`mlmiss.loglik`).
+    """
+
+    mu_y: np.ndarray
+    mu_z: np.ndarray
+    sigma_w: np.ndarray
+    sigma_b: np.ndarray
+    sigma_zz: np.ndarray
+    sigma_yz: np.ndarray
+
+    def __init__(self, mu_y, mu_z, sigma_w, sigma_b, sigma_zz, sigma_yz):
+        mu_y = _as_float_array("mu_y", mu_y, 1)
+        mu_z = _as_float_array("mu_z", mu_z, 1)
+        p, k = mu_y.shape[0], mu_z.shape[0]
+        sigma_w = _as_float_array("sigma_w", sigma_w, 2)
+        sigma_b = _as_float_array("sigma_b", sigma_b, 2)
+        sigma_zz = np.array(sigma_zz, dtype=float).reshape(k, k) if k == 0 else _as_float_array(
+            "sigma_zz", sigma_zz, 2)
+        sigma_yz = np.array(sigma_yz, dtype=float).reshape(p, k) if k == 0 else _as_float_array(
+            "sigma_yz", sigma_yz, 2)
+        if p == 0:
+            raise MomentsError("mu_y is empty: a two-level model needs at least one level-1 variable")
+        for name, mat, shape in (
+            ("sigma_w", sigma_w, (p, p)),
+            ("sigma_b", sigma_b, (p, p)),
+            ("sigma_zz", sigma_zz, (k, k)),
+            ("sigma_yz", sigma_yz, (p, k)),
+        ):
+            if mat.shape != shape:
+                raise MomentsError(
+                    f"{name} has shape {mat.shape}; expected {shape} for P={p} level-1 "
+                    f"and K={k} between-only variables"
+                )
+        for name, mat in (("sigma_w", sigma_w), ("sigma_b", sigma_b), ("sigma_zz", sigma_zz)):
+            _check_symmetric(name, mat)
+        within_only = ~np.any(sigma_b != 0.0, axis=1)
+        bad = np.flatnonzero(within_only & np.any(sigma_yz != 0.0, axis=1))
+        if bad.size:
+            raise MomentsError(
+                f"sigma_yz row(s) {bad.tolist()} are nonzero but the matching sigma_b rows are zero "
+                "(a variable without a between part cannot covary with z)"
+            )
+        for name, arr in zip(_FIELDS, (mu_y, mu_z, sigma_w, sigma_b, sigma_zz, sigma_yz)):
+            arr.setflags(write=False)
+            object.__setattr__(self, name, arr)
+
+    @property
+    def n_y(self) -> int:
+        return self.mu_y.shape[0]
+
+    @property
+    def n_z(self) -> int:
+        return self.mu_z.shape[0]
+
+    @property
+    def between_index(self) -> np.ndarray:
+        """Indices of level-1 variables with a between part (nonzero ``sigma_b`` row)."""
+        return np.flatnonzero(np.any(self.sigma_b != 0.0, axis=1))
+
+    def as_dict(self) -> dict:
+        return {name: getattr(self, name) for name in _FIELDS}
+
+    @classmethod
+    def from_dict(cls, d) -> "Moments":
+        """Build from a mapping with the six field names (extra keys are ignored)."""
+        return cls(*(d[name] for name in _FIELDS))

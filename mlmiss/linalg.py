@@ -23,8 +23,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+# Reassociation lets LLVM vectorize the many short dot products; no "nnan"/"ninf",
+# so the NaN checks that signal "not positive definite" survive optimization.
+FAST = {"reassoc", "contract", "nsz", "arcp"}
 
-@njit(cache=True)
+
+@njit(cache=True, error_model="numpy", fastmath=FAST)
 def cholesky_into(a, n, out):
     """Lower Cholesky factor of a[:n, :n] into out[:n, :n]; returns log|a| or nan if not PD."""
     logdet = 0.0
@@ -47,7 +51,7 @@ def cholesky_into(a, n, out):
     return logdet
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", fastmath=FAST)
 def cholesky_inverse_into(a, n, out, work):
     """Inverse of SPD a[:n, :n] into out[:n, :n] (work: n x n); returns log|a| or nan."""
     logdet = cholesky_into(a, n, work)
@@ -72,7 +76,7 @@ def cholesky_inverse_into(a, n, out, work):
     return logdet
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", fastmath=FAST)
 def inverse_update_into(sigma, omega, logdet, observed, out, idx, small, small_inv, work):
     """Inverse of sigma[o, o], padded with zeros to P x P, from omega = sigma^{-1}.
 
@@ -109,23 +113,29 @@ def inverse_update_into(sigma, omega, logdet, observed, out, idx, small, small_i
         ld_mm = cholesky_inverse_into(small, r, small_inv, work)
         if np.isnan(ld_mm):
             return np.nan
-        # work[a, l] = (omega[a, m] omega[m, m]^{-1})[a, l]
+        # small <- omega[m, :] (rows of the missing variables, contiguous);
+        # work <- omega[:, m] omega[m, m]^{-1}  (P x r)
+        for k in range(r):
+            for b in range(p):
+                small[k, b] = omega[idx[k], b]
+        for a in range(p):
+            for l in range(r):
+                s = 0.0
+                for k in range(r):
+                    s += small[k, a] * small_inv[k, l]
+                work[a, l] = s
+        # out[o, o] = omega[o, o] - work[o, :] omega[m, o]; full rows first (vectorizes),
+        # then the missing columns are cleared
         for a in range(p):
             if observed[a]:
+                for b in range(p):
+                    out[a, b] = omega[a, b]
                 for l in range(r):
-                    s = 0.0
-                    for k in range(r):
-                        s += omega[a, idx[k]] * small_inv[k, l]
-                    work[a, l] = s
-        for a in range(p):
-            if observed[a]:
-                for b in range(a + 1):
-                    if observed[b]:
-                        s = omega[a, b]
-                        for l in range(r):
-                            s -= work[a, l] * omega[idx[l], b]
-                        out[a, b] = s
-                        out[b, a] = s
+                    t = work[a, l]
+                    for b in range(p):
+                        out[a, b] -= t * small[l, b]
+                for k in range(r):
+                    out[a, idx[k]] = 0.0
         return logdet + ld_mm
     # many variables missing: invert sigma[o, o] directly
     r = 0
@@ -145,7 +155,29 @@ def inverse_update_into(sigma, omega, logdet, observed, out, idx, small, small_i
     return ld
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", fastmath=FAST)
+def drop_variable_into(w, k, out):
+    """Inverse update for one more missing variable (Appendix B.1 with a 1 x 1 block).
+
+    ``w`` is the zero-padded inverse of sigma[o, o]; ``out`` receives the padded inverse
+    of sigma[o - {k}, o - {k}] = w - w[:, k] w[k, :] / w[k, k]. Returns log(w[k, k]), the
+    amount log|sigma[o, o]| grows by when k is removed (A23), or nan if w[k, k] <= 0.
+    """
+    p = w.shape[0]
+    piv = w[k, k]
+    if not piv > 0.0:
+        return np.nan
+    for a in range(p):
+        f = w[a, k] / piv
+        for b in range(p):
+            out[a, b] = w[a, b] - f * w[k, b]
+    for a in range(p):
+        out[a, k] = 0.0
+        out[k, a] = 0.0
+    return np.log(piv)
+
+
+@njit(cache=True, error_model="numpy", fastmath=FAST)
 def lu_solve_into(m, n, rhs, nrhs, perm):
     """Solve m[:n, :n] x = rhs[:n, :nrhs] in place by LU with partial pivoting.
 

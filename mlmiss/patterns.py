@@ -51,6 +51,8 @@ class Level1Patterns:
     pattern_sum, pattern_sumsq : (n_patterns, P) and (n_patterns, P, P) sums of y and
         y y' over the pattern's rows (zeros at unobserved variables).
     pair_sum : (n_pairs, P) sums of y over the pair's rows (zeros where unobserved).
+    tree_var, tree_depth, tree_pattern : the patterns' missing sets as a prefix tree in
+        depth-first order (see :func:`missing_tree`).
     """
 
     observed: np.ndarray
@@ -66,6 +68,9 @@ class Level1Patterns:
     pattern_sum: np.ndarray
     pattern_sumsq: np.ndarray
     pair_sum: np.ndarray
+    tree_var: np.ndarray
+    tree_depth: np.ndarray
+    tree_pattern: np.ndarray
 
     @property
     def n_patterns(self) -> int:
@@ -128,13 +133,51 @@ def level1_patterns(y, row_cluster, observed, row_pattern, n_clusters) -> Level1
     np.add.at(pattern_sum, pair_pattern, pair_sum)
     pattern_sumsq = np.zeros((n_pat, p, p))
     np.add.at(pattern_sumsq, row_pattern, y0[:, :, None] * y0[:, None, :])
+    tree_var, tree_depth, tree_pattern = missing_tree(observed)
     return Level1Patterns(
+        tree_var=tree_var, tree_depth=tree_depth, tree_pattern=tree_pattern,
         observed=observed, freq=freq, row_pattern=row_pattern.astype(np.int64),
         pair_cluster=pair_cluster, pair_pattern=pair_pattern, pair_freq=pair_freq,
         pair_row_ptr=pair_row_ptr, cluster_pair_ptr=cluster_pair_ptr,
         pattern_pairs=pattern_pairs, pattern_pair_ptr=pattern_pair_ptr,
         pattern_sum=pattern_sum, pattern_sumsq=pattern_sumsq, pair_sum=pair_sum,
     )
+
+
+def missing_tree(observed: np.ndarray):
+    """The missing sets of the patterns as a prefix tree, in depth-first order.
+
+    Node 0 is the root (nothing missing). Every other node adds one missing variable,
+    ``tree_var[node]``, to its parent, which is the closest earlier node at depth
+    ``tree_depth[node] - 1``. ``tree_pattern[node]`` is the pattern whose missing set the
+    node spells out, or -1 for an intermediate node. Walking the nodes in order, each
+    inverse of sigma_w[o, o] is one rank-one update away from its parent's, and patterns
+    that share missing variables share the work.
+    """
+    n_pat, p = observed.shape
+    children = [dict()]
+    pattern_at = [-1]
+    for pat in range(n_pat):
+        node = 0
+        for var in np.flatnonzero(~observed[pat]):
+            nxt = children[node].get(int(var))
+            if nxt is None:
+                nxt = len(children)
+                children[node][int(var)] = nxt
+                children.append(dict())
+                pattern_at.append(-1)
+            node = nxt
+        pattern_at[node] = pat
+    var_out, depth_out, pat_out = [], [], []
+    stack = [(0, -1, 0)]
+    while stack:
+        node, var, depth = stack.pop()
+        var_out.append(var)
+        depth_out.append(depth)
+        pat_out.append(pattern_at[node])
+        for child_var in sorted(children[node], reverse=True):
+            stack.append((children[node][child_var], child_var, depth + 1))
+    return (np.array(var_out, np.int64), np.array(depth_out, np.int64), np.array(pat_out, np.int64))
 
 
 def level2_patterns(z: np.ndarray) -> Level2Patterns:

@@ -31,63 +31,86 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ..linalg import cholesky_inverse_into, inverse_update_into, lu_solve_into
+from ..linalg import FAST, cholesky_inverse_into, drop_variable_into, inverse_update_into, lu_solve_into
 
 LOG_2PI = np.log(2.0 * np.pi)
 
 
-@njit(cache=True)
-def within_patterns(mu_y, sigma_w, omega_w, logdet_w, bidx, observed, freq, pattern_sum,
-                    pattern_sumsq, pattern_pairs, pattern_pair_ptr, pair_cluster, pair_freq,
-                    pair_sum, a_j, p_j):
+@njit(cache=True, error_model="numpy", fastmath=FAST)
+def within_patterns(mu_y, omega_w, logdet_w, bidx, tree_var, tree_depth, tree_pattern, freq,
+                    pattern_sum, pattern_sumsq, pattern_pairs, pattern_pair_ptr, pair_cluster,
+                    pair_freq, pair_sum, a_j, p_j):
     """Steps 1-2. Fills a_j (J, Pb, Pb) and p_j (J, Pb); returns the within part of
-    sum_j [log|Lambda_j| + delta_y' Lambda_j^{-1} delta_y], or nan if not PD."""
-    n_pat, p = observed.shape
+    sum_j [log|Lambda_j| + delta_y' Lambda_j^{-1} delta_y], or nan if not PD.
+
+    The patterns are visited along their prefix tree (``patterns.missing_tree``): a
+    node's inverse is its parent's with one more variable removed, so each costs one
+    rank-one update (``linalg.drop_variable_into``) instead of a P^3 inversion.
+    Inner loops reduce into fresh locals, so that LLVM can vectorize them.
+    """
+    p = mu_y.shape[0]
     nb = bidx.shape[0]
-    w = np.empty((p, p))
-    idx = np.empty(p, np.int64)
-    buf1 = np.empty((p, p))
-    buf2 = np.empty((p, p))
-    buf3 = np.empty((p, p))
+    max_depth = 0
+    for node in range(tree_depth.shape[0]):
+        max_depth = max(max_depth, tree_depth[node])
+    w_stack = np.empty((max_depth + 1, p, p))
+    ld_stack = np.empty(max_depth + 1)
+    w_stack[0] = omega_w
+    ld_stack[0] = logdet_w
     wmu = np.empty(p)
-    dev = np.empty(p)
+    wb = np.empty((nb, p))
+    wbb = np.empty((nb, nb))
+    wmub = np.empty(nb)
     a_j[:] = 0.0
     p_j[:] = 0.0
     total = 0.0
-    for pat in range(n_pat):
-        ld = inverse_update_into(sigma_w, omega_w, logdet_w, observed[pat], w, idx, buf1, buf2, buf3)
-        if np.isnan(ld):
-            return np.nan
-        # tr(W S_p(mu)) = <W, sum yy'> - 2 mu' W s + n mu' W mu
+    for node in range(tree_depth.shape[0]):
+        d = tree_depth[node]
+        w = w_stack[d]
+        if d > 0:
+            step = drop_variable_into(w_stack[d - 1], tree_var[node], w)
+            if np.isnan(step):
+                return np.nan
+            ld_stack[d] = ld_stack[d - 1] + step
+        pat = tree_pattern[node]
+        if pat < 0:
+            continue
+        # step 1: tr(W S_p(mu)) = <W, sum y y'> - 2 mu' W s + n mu' W mu
         n = freq[pat]
         trace = 0.0
         for a in range(p):
             s = 0.0
+            t = 0.0
             for b in range(p):
-                trace += w[a, b] * pattern_sumsq[pat, a, b]
+                t += w[a, b] * pattern_sumsq[pat, a, b]
                 s += w[a, b] * mu_y[b]
             wmu[a] = s
+            trace += t
         for a in range(p):
             trace += wmu[a] * (n * mu_y[a] - 2.0 * pattern_sum[pat, a])
-        total += n * ld + trace
+        total += n * ld_stack[d] + trace
+        # step 2: W[B, :], W[B, B], (W mu)[B] contiguous, then every pair of the pattern
+        for k in range(nb):
+            for b in range(p):
+                wb[k, b] = w[bidx[k], b]
+            for l in range(nb):
+                wbb[k, l] = w[bidx[k], bidx[l]]
+            wmub[k] = wmu[bidx[k]]
         for q in range(pattern_pair_ptr[pat], pattern_pair_ptr[pat + 1]):
             pair = pattern_pairs[q]
             j = pair_cluster[pair]
             m = pair_freq[pair]
-            for b in range(p):
-                dev[b] = pair_sum[pair, b] - m * mu_y[b]
             for k in range(nb):
-                ak = bidx[k]
-                for l in range(nb):
-                    a_j[j, k, l] += m * w[ak, bidx[l]]
                 s = 0.0
                 for b in range(p):
-                    s += w[ak, b] * dev[b]
-                p_j[j, k] += s
+                    s += wb[k, b] * pair_sum[pair, b]
+                p_j[j, k] += s - m * wmub[k]
+                for l in range(nb):
+                    a_j[j, k, l] += m * wbb[k, l]
     return total
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", fastmath=FAST)
 def between_patterns(sigma_b, sigma_zz, sigma_yz, omega_z, logdet_z, bidx, observed,
                      zinv, zlogdet, h, s_bz):
     """Step 3, per level-2 pattern: zinv (K x K padded), zlogdet, h (Pb x K), s_bz (Pb x Pb).
@@ -118,7 +141,7 @@ def between_patterns(sigma_b, sigma_zz, sigma_yz, omega_z, logdet_z, bidx, obser
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", fastmath=FAST)
 def cluster_terms(mu_z, z, cluster_pattern, zinv, zlogdet, h, s_bz, a_j, p_j):
     """Step 4: sum over clusters of log|G Szz G'| + log|M_j| + q_zz + 2 q_yz + (q_yy - within part).
     Returns nan when some M_j has a nonpositive determinant (V_j not positive definite)."""
@@ -147,13 +170,15 @@ def cluster_terms(mu_z, z, cluster_pattern, zinv, zlogdet, h, s_bz, a_j, p_j):
             g[r] = s
         # M = I + Sigma_j(b.z) A_j ; right-hand sides Sigma_j(b.z) p_j and g_j
         for r in range(nb):
-            s = 0.0
             for c in range(nb):
-                t = 0.0
-                for e in range(nb):
-                    t += s_bz[q, r, e] * a_j[j, e, c]
-                m[r, c] = t + (1.0 if r == c else 0.0)
-                s += s_bz[q, r, c] * p_j[j, c]
+                m[r, c] = 0.0
+            m[r, r] = 1.0
+            s = 0.0
+            for e in range(nb):
+                f = s_bz[q, r, e]
+                s += f * p_j[j, e]
+                for c in range(nb):
+                    m[r, c] += f * a_j[j, e, c]
             rhs[r, 0] = s
             rhs[r, 1] = g[r]
         logabs, sign = lu_solve_into(m, nb, rhs, 2, perm)
@@ -173,9 +198,9 @@ def cluster_terms(mu_z, z, cluster_pattern, zinv, zlogdet, h, s_bz, a_j, p_j):
     return total
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", fastmath=FAST)
 def loglik_kernel(mu_y, mu_z, sigma_w, sigma_b, sigma_zz, sigma_yz, bidx, n_values,
-                  l1_observed, l1_freq, pattern_sum, pattern_sumsq, pattern_pairs,
+                  tree_var, tree_depth, tree_pattern, l1_freq, pattern_sum, pattern_sumsq, pattern_pairs,
                   pattern_pair_ptr, pair_cluster, pair_freq, pair_sum,
                   z, l2_observed, cluster_pattern):
     """The whole log-likelihood from plain arrays; -inf if the moments are not admissible."""
@@ -191,8 +216,8 @@ def loglik_kernel(mu_y, mu_z, sigma_w, sigma_b, sigma_zz, sigma_yz, bidx, n_valu
         return -np.inf
     a_j = np.empty((n_clusters, nb, nb))
     p_j = np.empty((n_clusters, nb))
-    within = within_patterns(mu_y, sigma_w, omega_w, logdet_w, bidx, l1_observed, l1_freq,
-                             pattern_sum, pattern_sumsq, pattern_pairs, pattern_pair_ptr,
+    within = within_patterns(mu_y, omega_w, logdet_w, bidx, tree_var, tree_depth, tree_pattern,
+                             l1_freq, pattern_sum, pattern_sumsq, pattern_pairs, pattern_pair_ptr,
                              pair_cluster, pair_freq, pair_sum, a_j, p_j)
     if np.isnan(within):
         return -np.inf
@@ -215,7 +240,7 @@ def kernel_args(data, moments):
     l1, l2 = data.level1, data.level2
     return (moments.mu_y, moments.mu_z, moments.sigma_w, moments.sigma_b, moments.sigma_zz,
             moments.sigma_yz, moments.between_index.astype(np.int64), float(data.n_observed_values),
-            l1.observed, l1.freq, l1.pattern_sum, l1.pattern_sumsq, l1.pattern_pairs,
+            l1.tree_var, l1.tree_depth, l1.tree_pattern, l1.freq, l1.pattern_sum, l1.pattern_sumsq, l1.pattern_pairs,
             l1.pattern_pair_ptr, l1.pair_cluster, l1.pair_freq, l1.pair_sum,
             data.z, l2.observed, l2.cluster_pattern)
 

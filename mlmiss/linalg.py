@@ -28,9 +28,12 @@ from numba import njit
 FAST = {"reassoc", "contract", "nsz", "arcp"}
 
 
-@njit(cache=True, error_model="numpy", fastmath=FAST)
+@njit(cache=True, fastmath=FAST)
 def cholesky_into(a, n, out):
     """Lower Cholesky factor of a[:n, :n] into out[:n, :n]; returns log|a| or nan if not PD."""
+    # the log-determinant is taken from the product of the pivots (one log call, which
+    # dominates at these sizes), rescaled whenever the product leaves a safe range
+    det = 1.0
     logdet = 0.0
     for j in range(n):
         s = a[j, j]
@@ -40,18 +43,21 @@ def cholesky_into(a, n, out):
             return np.nan
         d = np.sqrt(s)
         out[j, j] = d
-        logdet += 2.0 * np.log(d)
+        det *= s
+        if det > 1e150 or det < 1e-150:
+            logdet += np.log(det)
+            det = 1.0
         for i in range(j + 1, n):
-            s = a[i, j]
+            t = a[i, j]
             for k in range(j):
-                s -= out[i, k] * out[j, k]
-            out[i, j] = s / d
+                t -= out[i, k] * out[j, k]
+            out[i, j] = t / d
         for i in range(j):
             out[i, j] = 0.0
-    return logdet
+    return logdet + np.log(det)
 
 
-@njit(cache=True, error_model="numpy", fastmath=FAST)
+@njit(cache=True, fastmath=FAST)
 def cholesky_inverse_into(a, n, out, work):
     """Inverse of SPD a[:n, :n] into out[:n, :n] (work: n x n); returns log|a| or nan."""
     logdet = cholesky_into(a, n, work)
@@ -76,7 +82,7 @@ def cholesky_inverse_into(a, n, out, work):
     return logdet
 
 
-@njit(cache=True, error_model="numpy", fastmath=FAST)
+@njit(cache=True, fastmath=FAST)
 def inverse_update_into(sigma, omega, logdet, observed, out, idx, small, small_inv, work):
     """Inverse of sigma[o, o], padded with zeros to P x P, from omega = sigma^{-1}.
 
@@ -155,7 +161,7 @@ def inverse_update_into(sigma, omega, logdet, observed, out, idx, small, small_i
     return ld
 
 
-@njit(cache=True, error_model="numpy", fastmath=FAST)
+@njit(cache=True, fastmath=FAST)
 def drop_variable_into(w, k, out):
     """Inverse update for one more missing variable (Appendix B.1 with a 1 x 1 block).
 
@@ -177,53 +183,14 @@ def drop_variable_into(w, k, out):
     return np.log(piv)
 
 
-@njit(cache=True, error_model="numpy", fastmath=FAST)
-def lu_solve_into(m, n, rhs, nrhs, perm):
-    """Solve m[:n, :n] x = rhs[:n, :nrhs] in place by LU with partial pivoting.
-
-    Overwrites m with its factors and rhs with the solution. Returns (log|det|, sign).
-    """
-    sign = 1.0
-    logabs = 0.0
+@njit(cache=True, fastmath=FAST)
+def forward_solve(lower, n, x):
+    """x[:n] <- lower[:n, :n]^{-1} x[:n] for a lower-triangular factor, in place."""
     for i in range(n):
-        perm[i] = i
-    for k in range(n):
-        piv = k
-        best = abs(m[k, k])
-        for i in range(k + 1, n):
-            if abs(m[i, k]) > best:
-                best = abs(m[i, k])
-                piv = i
-        if best == 0.0:
-            return -np.inf, 0.0
-        if piv != k:
-            sign = -sign
-            for c in range(n):
-                t = m[k, c]
-                m[k, c] = m[piv, c]
-                m[piv, c] = t
-            for c in range(nrhs):
-                t = rhs[k, c]
-                rhs[k, c] = rhs[piv, c]
-                rhs[piv, c] = t
-        d = m[k, k]
-        if d < 0.0:
-            sign = -sign
-        logabs += np.log(abs(d))
-        for i in range(k + 1, n):
-            f = m[i, k] / d
-            m[i, k] = f
-            for c in range(k + 1, n):
-                m[i, c] -= f * m[k, c]
-            for c in range(nrhs):
-                rhs[i, c] -= f * rhs[k, c]
-    for c in range(nrhs):
-        for i in range(n - 1, -1, -1):
-            s = rhs[i, c]
-            for k in range(i + 1, n):
-                s -= m[i, k] * rhs[k, c]
-            rhs[i, c] = s / m[i, i]
-    return logabs, sign
+        s = x[i]
+        for k in range(i):
+            s -= lower[i, k] * x[k]
+        x[i] = s / lower[i, i]
 
 
 # ---------------------------------------------------------------- Python-facing wrappers
@@ -244,3 +211,22 @@ def inverse_update(sigma, omega, logdet, observed):
                              float(logdet), np.asarray(observed, dtype=np.bool_), out,
                              np.empty(p, np.int64), np.empty((p, p)), np.empty((p, p)), np.empty((p, p)))
     return out, ld
+
+
+def ibza_logdet(ibza, sigma_bz):
+    """log|I + Sigma_j(b.z) A_j| when V_j is positive definite, else None.
+
+    The eigenvalues of I + S A (S = Sigma_j(b.z), A = A_j PSD) are real: they are those
+    of I + A^{1/2} S A^{1/2}. V_j is positive definite exactly when all are positive; a
+    positive determinant alone is not enough (two negative eigenvalues). When S is
+    positive semidefinite every eigenvalue is >= 1, so the eigenvalue check is only
+    needed for an indefinite Sigma_j(b.z) (e.g. a negative between variance).
+    """
+    sign, logdet = np.linalg.slogdet(ibza)
+    if not sign > 0.0:
+        return None
+    if sigma_bz.size:
+        scale = max(1.0, float(np.max(np.abs(sigma_bz))))
+        if np.linalg.eigvalsh(sigma_bz)[0] < -1e-10 * scale and np.linalg.eigvals(ibza).real.min() <= 0.0:
+            return None
+    return logdet

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from importlib import import_module
 
+import numpy as np
+
 from ..errors import MomentsError
 
 METHODS = ("dense", "objective1", "objective2", "objective3", "objective4", "objective5", "dutoit")
@@ -38,13 +40,26 @@ def loglik(data, moments, method: str = "objective5") -> float:
     float
         The log-likelihood, including ``-n_observed_values/2 * log(2 pi)``. It is
         ``-inf`` when the moments do not define a proper distribution for the data:
-        ``sigma_w`` or ``sigma_zz`` (restricted to what a cluster observes) not
-        positive definite, or some cluster covariance V_j not positive definite.
+        ``sigma_w`` or ``sigma_zz`` not positive definite, or some cluster's
+        covariance V_j not positive definite (possible when ``sigma_b`` is
+        indefinite). Every method applies exactly this rule.
         ``"dutoit"`` raises :class:`mlmiss.errors.SingularMatrixError` when the
         between part of ``sigma_b`` is singular.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     check_compatible(data, moments)
+    # objective5's kernel makes the same check itself, at no extra cost
+    if method != "objective5" and not (_positive_definite(moments.sigma_w)
+                                       and _positive_definite(moments.sigma_zz)):
+        return -np.inf
     module = import_module(f"{__name__}.{method}")
     return module.loglik(data, moments)
+
+
+def _positive_definite(mat) -> bool:
+    try:
+        np.linalg.cholesky(mat)
+    except np.linalg.LinAlgError:
+        return False
+    return True

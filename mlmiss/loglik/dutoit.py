@@ -41,13 +41,15 @@ other methods, with the signs of |Sb| and |Sb^{-1} + A_j| in (78) multiplied out
 Lambda_j is handled row by row with index arrays instead of selection matrices: the
 point of this module is the du Toit algebra, not the bookkeeping.
 
-Returns -inf when a block of Lambda_j or V_j itself has a nonpositive determinant.
+Returns -inf when Sigma_w (restricted to a row's observed variables) or some V_j is not
+positive definite.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from .. import linalg
 from ..errors import SingularMatrixError
 
 LOG_2PI = np.log(2.0 * np.pi)
@@ -100,8 +102,9 @@ def within_terms(moments, rows):
 
 
 def loglik(data, moments) -> float:
-    """Sum of the cluster log-densities from eqs. (78)-(81); -inf if some |V_j| <= 0."""
+    """Sum of the cluster log-densities from eqs. (78)-(81); -inf if some V_j is not positive definite."""
     bidx, sb_inv, sb_sign, sb_logdet = between_inverse(moments)
+    sb = moments.sigma_b[np.ix_(bidx, bidx)]
     syz = moments.sigma_yz[bidx]  # E' Syz: P_b x K
     total = 0.0
     for j in range(data.n_clusters):
@@ -116,7 +119,9 @@ def loglik(data, moments) -> float:
         # B_j = (Sb^{-1} + A_j)^{-1}  (A2)
         sb_inv_a = sb_inv + a_j
         sign_ba, logdet_ba = np.linalg.slogdet(sb_inv_a)
-        if sign_ba == 0.0:
+        # V_j(yy) = Lambda_j + Q Sb Q' is positive definite iff I + Sb A_j has only
+        # positive eigenvalues (automatic when Sb is positive definite)
+        if linalg.ibza_logdet(np.eye(bidx.size) + sb @ a_j, sb) is None:
             return -np.inf
         b_j = np.linalg.inv(sb_inv_a)
         b_sbinv = b_j @ sb_inv
@@ -125,8 +130,10 @@ def loglik(data, moments) -> float:
         oz = np.flatnonzero(~np.isnan(data.z[j]))
         syz_o = syz[:, oz]
         sigma_z_y = moments.sigma_zz[np.ix_(oz, oz)] - syz_o.T @ a_j @ b_sbinv @ syz_o
-        sign_zy, logdet_zy = np.linalg.slogdet(sigma_z_y)
-        if sign_zy == 0.0:
+        # given V_j(yy) > 0, V_j is positive definite iff its Schur complement is
+        try:
+            logdet_zy = 2.0 * np.sum(np.log(np.diag(np.linalg.cholesky(sigma_z_y))))
+        except np.linalg.LinAlgError:
             return -np.inf
         v_zz_inv = np.linalg.inv(sigma_z_y)  # V_j^zz
         delta_z = data.z[j, oz] - moments.mu_z[oz]
@@ -138,8 +145,9 @@ def loglik(data, moments) -> float:
         q_yz = -p_j @ b_sbinv @ g_tilde
         q_zz = delta_z @ v_zz_inv @ delta_z
 
-        # (78): Sb or Sb^{-1} + A_j may be indefinite, only the product's sign matters
-        if not sign_zy * sb_sign * sign_ba > 0.0:
+        # (78): Sb and Sb^{-1} + A_j may be indefinite (their signs then agree), so
+        # their log-determinants are of absolute values
+        if not sb_sign * sign_ba > 0.0:
             return -np.inf
         logdet_v = logdet_zy + lambda_logdet + sb_logdet + logdet_ba
         n_values = oz.size + int(np.sum(~np.isnan(rows)))

@@ -15,14 +15,14 @@ The missing-data likelihood of sec. 3.2, taken literally. For each cluster j:
       -1/2 [P_j log(2 pi) + log|V_j| + (v_j^o - mu_j)' V_j^{-1} (v_j^o - mu_j)]
   to the log-likelihood (eqs. 26 and 51).
 
-The determinant and the inverse of the full P_j x P_j matrix V_j are computed with
-general-purpose routines (``slogdet``, ``inv``), as the paper's script does. This is
-the slow baseline the other objectives improve on; unlike :mod:`.dense` (which fills
-V_j element by element and uses a Cholesky factor) it builds everything from the
-selection matrices, so the two are independent checks of each other.
+The determinant and the inverse of the full P_j x P_j matrix V_j are computed
+directly (a Cholesky factor for the determinant, ``inv`` for the inverse), as the
+paper's script does with general-purpose routines. This is the slow baseline the other
+objectives improve on. Unlike :mod:`.dense`, which fills V_j element by element, it
+builds everything from the selection matrices, so the two check each other.
 
-Returns -inf when some V_j has a nonpositive determinant (the moments do not give
-that cluster a proper normal distribution).
+Returns -inf when some V_j is not positive definite (the moments do not give that
+cluster a proper normal distribution).
 """
 
 from __future__ import annotations
@@ -79,15 +79,20 @@ def cluster_loglik(data, moments, j: int) -> float:
                            + [observed_part(q, row) for q, row in zip(q_ji, rows)])
     delta_j = v_obs - mu_j
 
-    sign, logdet = np.linalg.slogdet(v_j)
-    if not sign > 0.0:
+    # the determinant and the inverse of the full V_j; the Cholesky factor gives the
+    # determinant and tells whether V_j is positive definite at all (a positive
+    # determinant alone does not)
+    try:
+        chol = np.linalg.cholesky(v_j)
+    except np.linalg.LinAlgError:
         return -np.inf
+    logdet = 2.0 * np.sum(np.log(np.diag(chol)))
     quad = delta_j @ np.linalg.inv(v_j) @ delta_j
     return -0.5 * (v_j.shape[0] * LOG_2PI + logdet + quad)
 
 
 def loglik(data, moments) -> float:
-    """Sum of the cluster log-densities (eq. 26 with eqs. 48-52); -inf if some |V_j| <= 0."""
+    """Sum of the cluster log-densities (eq. 26 with eqs. 48-52); -inf if some V_j is not positive definite."""
     total = 0.0
     for j in range(data.n_clusters):
         term = cluster_loglik(data, moments, j)

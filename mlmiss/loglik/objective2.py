@@ -34,14 +34,16 @@ log-determinants. IBZA_j is the full P x P matrix (objective 5 reduces it to the
 variables with a between part). A cluster whose z are all missing has a G_j with no
 rows: then Sigma_j(b.z) = Sb, and only the y part contributes.
 
-Returns -inf when a determinant (of a block of Lambda_j, of G_j Szz G_j', or of
-IBZA_j) is nonpositive.
+Returns -inf when some V_j is not positive definite: I + Sigma_j(b.z) A_j must have
+positive eigenvalues (:func:`mlmiss.linalg.ibza_logdet`). Sigma_w and Sigma_zz are
+checked once by :func:`mlmiss.loglik`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from .. import linalg
 from .objective1 import direct_sum, observed_part, selection_matrix
 
 LOG_2PI = np.log(2.0 * np.pi)
@@ -98,8 +100,8 @@ def cluster_loglik(data, moments, j: int) -> float:
 
     # ---- IBZA_j = I_P + Sigma_j(b.z) A_j, and the singular-safe forms (85)-(87)
     ibza = np.eye(p) + sigma_bz @ a_j
-    sign, ibza_logdet = np.linalg.slogdet(ibza)
-    if not sign > 0.0:
+    ibza_logdet = linalg.ibza_logdet(ibza, sigma_bz)
+    if ibza_logdet is None:  # V_j not positive definite
         return -np.inf
     # one solve for both right-hand sides: IBZA^{-1} Sigma_j(b.z) p_j and IBZA^{-1} g_j
     solved = np.linalg.solve(ibza, np.column_stack([sigma_bz @ p_j, g_j]))

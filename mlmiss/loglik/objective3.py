@@ -33,14 +33,16 @@ Per cluster j:
    (|I_P + A_j Sigma_j(b.z)| = |I_P + Sigma_j(b.z) A_j|), and the cluster adds
    -1/2 [P_j log(2 pi) + log|V_j| + q_zz + 2 q_yz + q_yy], P_j = its observed values.
 
-Returns -inf when Sigma_w or Sigma_zz is not positive definite, or when some IBZA_j has
-a nonpositive determinant (then V_j is not positive definite).
+Returns -inf when some V_j is not positive definite: I + Sigma_j(b.z) A_j must have
+positive eigenvalues (:func:`mlmiss.linalg.ibza_logdet`). Sigma_w and Sigma_zz are
+checked once by :func:`mlmiss.loglik`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from .. import linalg
 from ..linalg import cholesky_inverse, inverse_update
 
 LOG_2PI = np.log(2.0 * np.pi)
@@ -113,8 +115,8 @@ def loglik(data, moments) -> float:
 
         # ---- IBZA_j = I_P + Sigma_j(b.z) A_j and the quadratic forms (85)-(87)
         ibza = identity + s_bz_j @ a_j
-        sign, ibza_logdet = np.linalg.slogdet(ibza)
-        if not sign > 0.0:
+        ibza_logdet = linalg.ibza_logdet(ibza, s_bz_j)
+        if ibza_logdet is None:  # V_j not positive definite
             return -np.inf
         solved = np.linalg.solve(ibza, np.column_stack((s_bz_j @ p_j, g_j)))
         q_yy_b = p_j @ solved[:, 0]

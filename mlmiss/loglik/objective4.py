@@ -21,14 +21,16 @@ Everything after the within part is objective 3: the three cases for z_j, Sigma_
 NY and NZ count the observed values of the cluster at the two levels (NY from the
 pattern sizes times their frequencies); P_j = NY + NZ gives the cluster's constant.
 
-Returns -inf when Sigma_w or Sigma_zz is not positive definite, or when some IBZA_j has
-a nonpositive determinant (then V_j is not positive definite).
+Returns -inf when some V_j is not positive definite: I + Sigma_j(b.z) A_j must have
+positive eigenvalues (:func:`mlmiss.linalg.ibza_logdet`). Sigma_w and Sigma_zz are
+checked once by :func:`mlmiss.loglik`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from .. import linalg
 from ..linalg import cholesky_inverse, inverse_update
 
 LOG_2PI = np.log(2.0 * np.pi)
@@ -103,8 +105,8 @@ def loglik(data, moments) -> float:
 
         # ---- IBZA_j = I_P + Sigma_j(b.z) A_j and the quadratic forms (85)-(87)
         ibza = identity + s_bz_j @ a_j
-        sign, ibza_logdet = np.linalg.slogdet(ibza)
-        if not sign > 0.0:
+        ibza_logdet = linalg.ibza_logdet(ibza, s_bz_j)
+        if ibza_logdet is None:  # V_j not positive definite
             return -np.inf
         solved = np.linalg.solve(ibza, np.column_stack((s_bz_j @ p_j, g_j)))
         q_yy_b = p_j @ solved[:, 0]

@@ -31,12 +31,13 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ..linalg import FAST, cholesky_inverse_into, drop_variable_into, inverse_update_into, lu_solve_into
+from ..linalg import (FAST, cholesky_into, cholesky_inverse_into, drop_variable_into, forward_solve,
+                      inverse_update_into)
 
 LOG_2PI = np.log(2.0 * np.pi)
 
 
-@njit(cache=True, error_model="numpy", fastmath=FAST)
+@njit(cache=True, fastmath=FAST)
 def within_patterns(mu_y, omega_w, logdet_w, bidx, tree_var, tree_depth, tree_pattern, freq,
                     pattern_sum, pattern_sumsq, pattern_pairs, pattern_pair_ptr, pair_cluster,
                     pair_freq, pair_sum, a_j, p_j):
@@ -55,14 +56,19 @@ def within_patterns(mu_y, omega_w, logdet_w, bidx, tree_var, tree_depth, tree_pa
         max_depth = max(max_depth, tree_depth[node])
     w_stack = np.empty((max_depth + 1, p, p))
     ld_stack = np.empty(max_depth + 1)
-    w_stack[0] = omega_w
+    for a in range(p):
+        for b in range(p):
+            w_stack[0, a, b] = omega_w[a, b]
     ld_stack[0] = logdet_w
     wmu = np.empty(p)
     wb = np.empty((nb, p))
     wbb = np.empty((nb, nb))
     wmub = np.empty(nb)
-    a_j[:] = 0.0
-    p_j[:] = 0.0
+    for j in range(a_j.shape[0]):
+        for k in range(nb):
+            p_j[j, k] = 0.0
+            for l in range(nb):
+                a_j[j, k, l] = 0.0
     total = 0.0
     for node in range(tree_depth.shape[0]):
         d = tree_depth[node]
@@ -110,7 +116,7 @@ def within_patterns(mu_y, omega_w, logdet_w, bidx, tree_var, tree_depth, tree_pa
     return total
 
 
-@njit(cache=True, error_model="numpy", fastmath=FAST)
+@njit(cache=True, fastmath=FAST)
 def between_patterns(sigma_b, sigma_zz, sigma_yz, omega_z, logdet_z, bidx, observed,
                      zinv, zlogdet, h, s_bz):
     """Step 3, per level-2 pattern: zinv (K x K padded), zlogdet, h (Pb x K), s_bz (Pb x Pb).
@@ -141,17 +147,38 @@ def between_patterns(sigma_b, sigma_zz, sigma_yz, omega_z, logdet_z, bidx, obser
     return True
 
 
-@njit(cache=True, error_model="numpy", fastmath=FAST)
+@njit(cache=True, fastmath=FAST)
 def cluster_terms(mu_z, z, cluster_pattern, zinv, zlogdet, h, s_bz, a_j, p_j):
     """Step 4: sum over clusters of log|G Szz G'| + log|M_j| + q_zz + 2 q_yz + (q_yy - within part).
-    Returns nan when some M_j has a nonpositive determinant (V_j not positive definite)."""
+
+    M_j = I + S A_j (S = Sigma_j(b.z)) is not symmetric. Write A_j = L L' over the between
+    variables the cluster observes (the others have zero rows in A_j and p_j); then
+    M_j has the eigenvalues of N = I + L' S L (plus ones), and with u = L'(S p), v = L' g:
+
+        log|M_j| = log|N|
+        p' M^{-1} S p = p' S p - u' N^{-1} u
+        p' M^{-1} g   = p' g   - u' N^{-1} v
+        g' A M^{-1} g = v' N^{-1} v
+
+    N is symmetric, and V_j is positive definite exactly when N is, so its Cholesky
+    factor doubles as the admissibility check (nan is returned when it fails), even
+    when Sigma_b is indefinite.
+    """
     n_clusters, k = z.shape
     nb = a_j.shape[1]
     dz = np.empty(k)
     g = np.empty(nb)
-    m = np.empty((nb, nb))
-    rhs = np.empty((nb, 2))
-    perm = np.empty(nb, np.int64)
+    sp = np.empty(nb)
+    seen = np.empty(nb, np.int64)
+    buf = np.empty((nb, nb))
+    lo = np.empty((nb, nb))
+    t = np.empty((nb, nb))
+    ln = np.empty((nb, nb))
+    so = np.empty((nb, nb))
+    spo = np.empty(nb)
+    go = np.empty(nb)
+    u = np.empty(nb)
+    v = np.empty(nb)
     total = 0.0
     for j in range(n_clusters):
         q = cluster_pattern[j]
@@ -163,42 +190,78 @@ def cluster_terms(mu_z, z, cluster_pattern, zinv, zlogdet, h, s_bz, a_j, p_j):
             for b in range(k):
                 s += zinv[q, a, b] * dz[b]
             qzz_a += dz[a] * s
+        # g_j = H delta_z, S p_j, p' S p, p' g
+        psp = 0.0
+        pg = 0.0
         for r in range(nb):
             s = 0.0
             for c in range(k):
                 s += h[q, r, c] * dz[c]
             g[r] = s
-        # M = I + Sigma_j(b.z) A_j ; right-hand sides Sigma_j(b.z) p_j and g_j
-        for r in range(nb):
-            for c in range(nb):
-                m[r, c] = 0.0
-            m[r, r] = 1.0
             s = 0.0
-            for e in range(nb):
-                f = s_bz[q, r, e]
-                s += f * p_j[j, e]
-                for c in range(nb):
-                    m[r, c] += f * a_j[j, e, c]
-            rhs[r, 0] = s
-            rhs[r, 1] = g[r]
-        logabs, sign = lu_solve_into(m, nb, rhs, 2, perm)
-        if not sign > 0.0:
+            for c in range(nb):
+                s += s_bz[q, r, c] * p_j[j, c]
+            sp[r] = s
+            psp += p_j[j, r] * s
+            pg += p_j[j, r] * g[r]
+        # L = chol(A_j) over the between variables observed in this cluster
+        n_seen = 0
+        for r in range(nb):
+            if a_j[j, r, r] > 0.0:
+                seen[n_seen] = r
+                n_seen += 1
+        for r in range(n_seen):
+            spo[r] = sp[seen[r]]
+            go[r] = g[seen[r]]
+            for c in range(n_seen):
+                buf[r, c] = a_j[j, seen[r], seen[c]]
+                so[r, c] = s_bz[q, seen[r], seen[c]]
+        if np.isnan(cholesky_into(buf, n_seen, lo)):
             return np.nan
-        qyy_b = 0.0
-        qyz = 0.0
-        qzz_b = 0.0
-        for r in range(nb):
-            qyy_b += p_j[j, r] * rhs[r, 0]
-            qyz -= p_j[j, r] * rhs[r, 1]
-            s = 0.0
-            for c in range(nb):
-                s += a_j[j, r, c] * rhs[c, 1]
-            qzz_b += g[r] * s
-        total += zlogdet[q] + logabs + qzz_a + qzz_b + 2.0 * qyz - qyy_b
+        # u = L' (S p)_o, v = L' g_o, t = S_oo L, N = I + L' t
+        for r in range(n_seen):
+            su = 0.0
+            sv = 0.0
+            for c in range(r, n_seen):
+                su += lo[c, r] * spo[c]
+                sv += lo[c, r] * go[c]
+            u[r] = su
+            v[r] = sv
+        for r in range(n_seen):
+            for c in range(n_seen):
+                t[r, c] = 0.0
+            for e in range(n_seen):
+                f = so[r, e]
+                for c in range(e + 1):
+                    t[r, c] += f * lo[e, c]
+        for r in range(n_seen):
+            for c in range(r + 1):
+                s = 0.0
+                for e in range(r, n_seen):
+                    s += lo[e, r] * t[e, c]
+                buf[r, c] = s + (1.0 if r == c else 0.0)
+                buf[c, r] = buf[r, c]
+        logdet_n = cholesky_into(buf, n_seen, ln)
+        if np.isnan(logdet_n):
+            return np.nan
+        # forward solves: N^{-1} = LN^{-T} LN^{-1}, so x' N^{-1} y = (LN^{-1} x)'(LN^{-1} y)
+        forward_solve(ln, n_seen, u)
+        forward_solve(ln, n_seen, v)
+        uu = 0.0
+        uv = 0.0
+        vv = 0.0
+        for r in range(n_seen):
+            uu += u[r] * u[r]
+            uv += u[r] * v[r]
+            vv += v[r] * v[r]
+        qyy_b = psp - uu
+        qyz = -(pg - uv)
+        qzz_b = vv
+        total += zlogdet[q] + logdet_n + qzz_a + qzz_b + 2.0 * qyz - qyy_b
     return total
 
 
-@njit(cache=True, error_model="numpy", fastmath=FAST)
+@njit(cache=True, fastmath=FAST)
 def loglik_kernel(mu_y, mu_z, sigma_w, sigma_b, sigma_zz, sigma_yz, bidx, n_values,
                   tree_var, tree_depth, tree_pattern, l1_freq, pattern_sum, pattern_sumsq, pattern_pairs,
                   pattern_pair_ptr, pair_cluster, pair_freq, pair_sum,

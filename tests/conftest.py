@@ -1,0 +1,35 @@
+"""Shared fixtures: the lavaan reference cases copied into tests/data/lavaan/."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import mlmiss
+
+LAVAAN_DIR = Path(__file__).parent / "data" / "lavaan"
+CASES = sorted(p.stem for p in LAVAAN_DIR.glob("*.json"))
+
+
+def load_case(name: str):
+    """(json dict, TwoLevelData) for one lavaan reference case."""
+    ref = json.loads((LAVAAN_DIR / f"{name}.json").read_text())
+    df = pd.read_csv(LAVAAN_DIR / ref["case"]["data"])
+    names = ref["start"]["moments"]
+    data = mlmiss.TwoLevelData.from_frame(df, ref["case"]["cluster"], y=names["y_names"], z=names["z_names"])
+    return ref, data
+
+
+@pytest.fixture(scope="session")
+def lavaan_case():
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            cache[name] = load_case(name)
+        return cache[name]
+
+    return get

@@ -15,6 +15,7 @@ Conventions follow lavaan (``missing = "ml"``):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Sequence
 
 import numpy as np
@@ -222,7 +223,7 @@ class TwoLevelData:
     def n_z(self) -> int:
         return len(self.z_names)
 
-    @property
+    @cached_property
     def n_observed_values(self) -> int:
         """Observed values entering the likelihood: level-1 values plus one z per cluster."""
         return int(np.sum(~np.isnan(self.y)) + np.sum(~np.isnan(self.z)))

@@ -184,6 +184,55 @@ def drop_variable_into(w, k, out):
 
 
 @njit(cache=True, fastmath=FAST)
+def psd_factor_into(a, n, out, work, perm):
+    """Rank-revealing factor of a symmetric positive semidefinite a[:n, :n] = R R'.
+
+    Cholesky with diagonal pivoting; R (n x rank, rows in the original order) goes into
+    out[:n, :rank]. Pivots below 1e-13 times the largest diagonal element count as zero,
+    so an exactly singular matrix gets its true rank. Returns the rank, or -1 when
+    ``a`` is not positive semidefinite (a clearly negative pivot, or a remainder that
+    is not negligible). work: (n, n) float, perm: (n,) int.
+    """
+    scale = 0.0
+    for i in range(n):
+        scale = max(scale, abs(a[i, i]))
+        perm[i] = i
+        for j in range(n):
+            work[i, j] = a[i, j]
+            out[i, j] = 0.0
+    tol = 1e-13 * max(scale, 1e-300)
+    rank = 0
+    for k in range(n):
+        # largest remaining diagonal element
+        piv = k
+        for i in range(k + 1, n):
+            if work[perm[i], perm[i]] > work[perm[piv], perm[piv]]:
+                piv = i
+        t = perm[k]
+        perm[k] = perm[piv]
+        perm[piv] = t
+        pk = perm[k]
+        d = work[pk, pk]
+        if d <= tol:
+            # the remainder must vanish for a PSD matrix
+            for i in range(k, n):
+                for j in range(k, n):
+                    if abs(work[perm[i], perm[j]]) > 1e3 * tol:
+                        return -1
+            return rank
+        root = np.sqrt(d)
+        for i in range(k, n):
+            out[perm[i], k] = work[perm[i], pk] / root
+        for i in range(k + 1, n):
+            pi = perm[i]
+            for j in range(k + 1, n):
+                pj = perm[j]
+                work[pi, pj] -= out[pi, k] * out[pj, k]
+        rank += 1
+    return rank
+
+
+@njit(cache=True, fastmath=FAST)
 def forward_solve(lower, n, x):
     """x[:n] <- lower[:n, :n]^{-1} x[:n] for a lower-triangular factor, in place."""
     for i in range(n):

@@ -12,6 +12,7 @@ A variable whose ``sigma_b`` row is all zero has no between part (within-only).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -114,10 +115,12 @@ class Moments:
     def n_z(self) -> int:
         return self.mu_z.shape[0]
 
-    @property
+    @cached_property
     def between_index(self) -> np.ndarray:
         """Indices of level-1 variables with a between part (nonzero ``sigma_b`` row)."""
-        return np.flatnonzero(np.any(self.sigma_b != 0.0, axis=1))
+        index = np.flatnonzero(np.any(self.sigma_b != 0.0, axis=1)).astype(np.int64)
+        index.setflags(write=False)
+        return index
 
     def as_dict(self) -> dict:
         return {name: getattr(self, name) for name in _FIELDS}

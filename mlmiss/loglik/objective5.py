@@ -29,26 +29,53 @@ everything reduces to P_b x P_b matrices.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import get_num_threads, njit, prange
 
 from ..linalg import (FAST, cholesky_into, cholesky_inverse_into, drop_variable_into, forward_solve,
-                      inverse_update_into)
+                      inverse_update_into, psd_factor_into)
 
 LOG_2PI = np.log(2.0 * np.pi)
 
 
-@njit(cache=True, fastmath=FAST)
+@njit(cache=True, fastmath=FAST, parallel=True)
 def within_patterns(mu_y, omega_w, logdet_w, bidx, tree_var, tree_depth, tree_pattern, freq,
-                    pattern_sum, pattern_sumsq, pattern_pairs, pattern_pair_ptr, pair_cluster,
-                    pair_freq, pair_sum, a_j, p_j):
-    """Steps 1-2. Fills a_j (J, Pb, Pb) and p_j (J, Pb); returns the within part of
-    sum_j [log|Lambda_j| + delta_y' Lambda_j^{-1} delta_y], or nan if not PD.
+                    pattern_sum, pattern_sumsq, wb, wbb, wmub, n_threads):
+    """Step 1. Returns sum_p [n_p log|Sigma_w[o, o]| + tr(W_p S_p(mu))], the within part
+    of sum_j [log|Lambda_j| + delta_y' Lambda_j^{-1} delta_y] (nan if not PD), and
+    stores what step 2 needs of each W_p: wb = W_p[B, :], wbb = W_p[B, B] (flat) and
+    wmub = (W_p mu)[B].
 
     The patterns are visited along their prefix tree (``patterns.missing_tree``): a
     node's inverse is its parent's with one more variable removed, so each costs one
-    rank-one update (``linalg.drop_variable_into``) instead of a P^3 inversion.
-    Inner loops reduce into fresh locals, so that LLVM can vectorize them.
+    rank-one update (``linalg.drop_variable_into``) instead of a P^3 inversion. The
+    subtrees below the root are independent; they are shared out among the threads.
     """
+    n_nodes = tree_depth.shape[0]
+    # chunk boundaries: nodes of depth 1 (a subtree starts there) near equal shares
+    n_chunks = max(1, min(n_threads, n_nodes))
+    bounds = np.empty(n_chunks + 1, np.int64)
+    bounds[0] = 0
+    bounds[n_chunks] = n_nodes
+    node = 1
+    for c in range(1, n_chunks):
+        target = c * n_nodes // n_chunks
+        node = max(node, target)
+        while node < n_nodes and tree_depth[node] != 1:
+            node += 1
+        bounds[c] = node
+    total = 0.0
+    for c in prange(n_chunks):
+        total += within_chunk(bounds[c], bounds[c + 1], mu_y, omega_w, logdet_w, bidx, tree_var,
+                              tree_depth, tree_pattern, freq, pattern_sum, pattern_sumsq,
+                              wb, wbb, wmub)
+    return total
+
+
+@njit(cache=True, fastmath=FAST)
+def within_chunk(first, last, mu_y, omega_w, logdet_w, bidx, tree_var, tree_depth, tree_pattern,
+                 freq, pattern_sum, pattern_sumsq, wb, wbb, wmub):
+    """Step 1 for tree nodes first..last-1 (a run of whole subtrees below the root).
+    Inner loops reduce into fresh locals, so that LLVM can vectorize them."""
     p = mu_y.shape[0]
     nb = bidx.shape[0]
     max_depth = 0
@@ -61,16 +88,8 @@ def within_patterns(mu_y, omega_w, logdet_w, bidx, tree_var, tree_depth, tree_pa
             w_stack[0, a, b] = omega_w[a, b]
     ld_stack[0] = logdet_w
     wmu = np.empty(p)
-    wb = np.empty((nb, p))
-    wbb = np.empty((nb, nb))
-    wmub = np.empty(nb)
-    for j in range(a_j.shape[0]):
-        for k in range(nb):
-            p_j[j, k] = 0.0
-            for l in range(nb):
-                a_j[j, k, l] = 0.0
     total = 0.0
-    for node in range(tree_depth.shape[0]):
+    for node in range(first, last):
         d = tree_depth[node]
         w = w_stack[d]
         if d > 0:
@@ -81,7 +100,7 @@ def within_patterns(mu_y, omega_w, logdet_w, bidx, tree_var, tree_depth, tree_pa
         pat = tree_pattern[node]
         if pat < 0:
             continue
-        # step 1: tr(W S_p(mu)) = <W, sum y y'> - 2 mu' W s + n mu' W mu
+        # tr(W S_p(mu)) = <W, sum y y'> - 2 mu' W s + n mu' W mu
         n = freq[pat]
         trace = 0.0
         for a in range(p):
@@ -95,34 +114,31 @@ def within_patterns(mu_y, omega_w, logdet_w, bidx, tree_var, tree_depth, tree_pa
         for a in range(p):
             trace += wmu[a] * (n * mu_y[a] - 2.0 * pattern_sum[pat, a])
         total += n * ld_stack[d] + trace
-        # step 2: W[B, :], W[B, B], (W mu)[B] contiguous, then every pair of the pattern
         for k in range(nb):
             for b in range(p):
-                wb[k, b] = w[bidx[k], b]
+                wb[pat, k, b] = w[bidx[k], b]
             for l in range(nb):
-                wbb[k, l] = w[bidx[k], bidx[l]]
-            wmub[k] = wmu[bidx[k]]
-        for q in range(pattern_pair_ptr[pat], pattern_pair_ptr[pat + 1]):
-            pair = pattern_pairs[q]
-            j = pair_cluster[pair]
-            m = pair_freq[pair]
-            for k in range(nb):
-                s = 0.0
-                for b in range(p):
-                    s += wb[k, b] * pair_sum[pair, b]
-                p_j[j, k] += s - m * wmub[k]
-                for l in range(nb):
-                    a_j[j, k, l] += m * wbb[k, l]
+                wbb[pat, k * nb + l] = w[bidx[k], bidx[l]]
+            wmub[pat, k] = wmu[bidx[k]]
     return total
 
 
 @njit(cache=True, fastmath=FAST)
 def between_patterns(sigma_b, sigma_zz, sigma_yz, omega_z, logdet_z, bidx, observed,
-                     zinv, zlogdet, h, s_bz):
+                     zinv, zlogdet, h, s_bz, r_bz, rank_bz, s_inv, s_logdet, s_inv_h):
     """Step 3, per level-2 pattern: zinv (K x K padded), zlogdet, h (Pb x K), s_bz (Pb x Pb).
+
+    How the clusters of the pattern will be handled is decided here, once:
+    * Sigma_j(b.z) positive definite and well conditioned: its inverse s_inv, log|S| and
+      s_inv_h = S^{-1} H are stored (McDonald's form; rank_bz = Pb, s_logdet finite);
+    * positive semidefinite otherwise (singular Sigma_b): S = R R' with R in r_bz and
+      its rank in rank_bz (s_logdet = nan);
+    * indefinite: rank_bz = -1.
     Returns False if some Sigma_zz[o, o] is not positive definite."""
     n_pat, k = observed.shape
     nb = bidx.shape[0]
+    work = np.empty((nb, nb))
+    perm = np.empty(nb, np.int64)
     idx = np.empty(k, np.int64)
     buf1 = np.empty((k, k))
     buf2 = np.empty((k, k))
@@ -144,43 +160,99 @@ def between_patterns(sigma_b, sigma_zz, sigma_yz, omega_z, logdet_z, bidx, obser
                 for e in range(k):
                     s -= h[q, r, e] * sigma_yz[bidx[c], e]
                 s_bz[q, r, c] = s
+        # S_ii (S^{-1})_ii >= 1 grows with the condition number: beyond 1e6 the inverse
+        # would lose digits, and the factored form is used instead
+        ld = cholesky_inverse_into(s_bz[q], nb, s_inv[q], work)
+        worst = np.inf
+        if not np.isnan(ld):
+            worst = 0.0
+            for r in range(nb):
+                worst = max(worst, s_bz[q, r, r] * s_inv[q, r, r])
+        if worst < 1e6:
+            s_logdet[q] = ld
+            rank_bz[q] = nb
+            for r in range(nb):
+                for c in range(k):
+                    t = 0.0
+                    for e in range(nb):
+                        t += s_inv[q, r, e] * h[q, e, c]
+                    s_inv_h[q, r, c] = t
+        else:
+            s_logdet[q] = np.nan
+            rank_bz[q] = psd_factor_into(s_bz[q], nb, r_bz[q], work, perm)
     return True
 
 
-@njit(cache=True, fastmath=FAST)
-def cluster_terms(mu_z, z, cluster_pattern, zinv, zlogdet, h, s_bz, a_j, p_j):
-    """Step 4: sum over clusters of log|G Szz G'| + log|M_j| + q_zz + 2 q_yz + (q_yy - within part).
+@njit(cache=True, fastmath=FAST, parallel=True)
+def cluster_terms(mu_z, z, cluster_pattern, zinv, zlogdet, h, s_bz, r_bz, rank_bz, s_inv,
+                  s_logdet, s_inv_h, cluster_pair_ptr, pair_pattern, pair_freq, pair_sum,
+                  wb, wbb, wmub, n_threads):
+    """Steps 2 and 4 for all clusters, split into one chunk per thread (the clusters are
+    independent); nan if some V_j is not positive definite."""
+    n_clusters = z.shape[0]
+    n_chunks = min(n_threads, max(n_clusters, 1))
+    total = 0.0
+    for c in prange(n_chunks):
+        total += cluster_chunk(c * n_clusters // n_chunks, (c + 1) * n_clusters // n_chunks,
+                               mu_z, z, cluster_pattern, zinv, zlogdet, h, s_bz, r_bz, rank_bz,
+                               s_inv, s_logdet, s_inv_h, cluster_pair_ptr, pair_pattern,
+                               pair_freq, pair_sum, wb, wbb, wmub)
+    return total
 
-    M_j = I + S A_j (S = Sigma_j(b.z)) is not symmetric. Write A_j = L L' over the between
-    variables the cluster observes (the others have zero rows in A_j and p_j); then
-    M_j has the eigenvalues of N = I + L' S L (plus ones), and with u = L'(S p), v = L' g:
+
+@njit(cache=True, fastmath=FAST)
+def cluster_chunk(first, last, mu_z, z, cluster_pattern, zinv, zlogdet, h, s_bz, r_bz, rank_bz,
+                  s_inv, s_logdet, s_inv_h, cluster_pair_ptr, pair_pattern, pair_freq, pair_sum,
+                  wb, wbb, wmub):
+    """Steps 2 and 4 for clusters first..last-1: A_j and p_j from the cluster's (pattern,
+    count, sum y) pairs, then log|G Szz G'| + log|M_j| + q_zz + 2 q_yz + (q_yy - within
+    part), summed.
+
+    M_j = I + S A_j (S = Sigma_j(b.z)) is not symmetric. With S = R R' (rank r, from
+    step 3), the push-through identity gives M_j^{-1} = I - R N^{-1} R' A_j with the
+    symmetric r x r matrix N = I + R' A_j R, and with x = R' p_j, y = R' A_j g_j:
 
         log|M_j| = log|N|
-        p' M^{-1} S p = p' S p - u' N^{-1} u
-        p' M^{-1} g   = p' g   - u' N^{-1} v
-        g' A M^{-1} g = v' N^{-1} v
+        p' M^{-1} S p = x' N^{-1} x
+        p' M^{-1} g   = p' g - x' N^{-1} y
+        g' A M^{-1} g = g' A g - y' N^{-1} y
 
-    N is symmetric, and V_j is positive definite exactly when N is, so its Cholesky
-    factor doubles as the admissibility check (nan is returned when it fails), even
-    when Sigma_b is indefinite.
+    N >= I, so V_j is positive definite. An indefinite S (negative between variances)
+    goes to :func:`indefinite_cluster_term`, which also checks V_j. Returns nan when
+    some V_j is not positive definite.
     """
-    n_clusters, k = z.shape
-    nb = a_j.shape[1]
+    k = z.shape[1]
+    nb = wmub.shape[1]
+    p = wb.shape[2]
+    a_flat = np.empty(nb * nb)
+    aj = a_flat.reshape((nb, nb))
+    pj = np.empty(nb)
     dz = np.empty(k)
     g = np.empty(nb)
-    sp = np.empty(nb)
-    seen = np.empty(nb, np.int64)
-    buf = np.empty((nb, nb))
-    lo = np.empty((nb, nb))
-    t = np.empty((nb, nb))
+    ag = np.empty(nb)
+    ar = np.empty((nb, nb))
+    nmat = np.empty((nb, nb))
+    ms = np.empty((nb, nb))
     ln = np.empty((nb, nb))
-    so = np.empty((nb, nb))
-    spo = np.empty(nb)
-    go = np.empty(nb)
-    u = np.empty(nb)
-    v = np.empty(nb)
+    x = np.empty(nb)
+    y = np.empty(nb)
     total = 0.0
-    for j in range(n_clusters):
+    for j in range(first, last):
+        # step 2: A_j = sum n_jp W_p[B, B], p_j = sum W_p[B, :] (s_jp - n_jp mu_y)  (eq. 61)
+        for t in range(nb * nb):
+            a_flat[t] = 0.0
+        for e in range(nb):
+            pj[e] = 0.0
+        for pair in range(cluster_pair_ptr[j], cluster_pair_ptr[j + 1]):
+            pat = pair_pattern[pair]
+            m = pair_freq[pair]
+            for e in range(nb):
+                t = 0.0
+                for b in range(p):
+                    t += wb[pat, e, b] * pair_sum[pair, b]
+                pj[e] += t - m * wmub[pat, e]
+            for t in range(nb * nb):
+                a_flat[t] += m * wbb[pat, t]
         q = cluster_pattern[j]
         for c in range(k):
             dz[c] = 0.0 if np.isnan(z[j, c]) else z[j, c] - mu_z[c]
@@ -190,98 +262,205 @@ def cluster_terms(mu_z, z, cluster_pattern, zinv, zlogdet, h, s_bz, a_j, p_j):
             for b in range(k):
                 s += zinv[q, a, b] * dz[b]
             qzz_a += dz[a] * s
-        # g_j = H delta_z, S p_j, p' S p, p' g
-        psp = 0.0
-        pg = 0.0
-        for r in range(nb):
+        for e in range(nb):
             s = 0.0
             for c in range(k):
-                s += h[q, r, c] * dz[c]
-            g[r] = s
+                s += h[q, e, c] * dz[c]
+            g[e] = s
+        if not np.isnan(s_logdet[q]):
+            # McDonald's form: M_j = S (S^{-1} + A_j), Ms = S^{-1} + A_j = K K'
+            for e in range(nb):
+                for c in range(e + 1):
+                    ms[e, c] = s_inv[q, e, c] + aj[e, c]
+            logdet_ms = cholesky_into(ms, nb, ln)
+            if np.isnan(logdet_ms):
+                return np.nan
+            gsg = 0.0
+            for e in range(nb):
+                t = 0.0
+                for c in range(k):
+                    t += s_inv_h[q, e, c] * dz[c]
+                y[e] = t  # S^{-1} g
+                gsg += g[e] * t
+                x[e] = pj[e]
+            forward_solve(ln, nb, x)
+            forward_solve(ln, nb, y)
+            xx = 0.0
+            xy = 0.0
+            yy = 0.0
+            for e in range(nb):
+                xx += x[e] * x[e]
+                xy += x[e] * y[e]
+                yy += y[e] * y[e]
+            pg = 0.0
+            for e in range(nb):
+                pg += pj[e] * g[e]
+            # p' M^{-1} S p = p' Ms^{-1} p;  p' M^{-1} g = p' Ms^{-1} S^{-1} g;
+            # g' A M^{-1} g = g' S^{-1} g - g' S^{-1} Ms^{-1} S^{-1} g
+            total += zlogdet[q] + s_logdet[q] + logdet_ms + qzz_a + (gsg - yy) - 2.0 * xy - xx
+            continue
+        r = rank_bz[q]
+        if r < 0:
+            term = indefinite_cluster_term(s_bz[q], aj, pj, g)
+            if np.isnan(term):
+                return np.nan
+            total += zlogdet[q] + qzz_a + term
+            continue
+        # A g, g' A g, p' g
+        gag = 0.0
+        pg = 0.0
+        for e in range(nb):
             s = 0.0
             for c in range(nb):
-                s += s_bz[q, r, c] * p_j[j, c]
-            sp[r] = s
-            psp += p_j[j, r] * s
-            pg += p_j[j, r] * g[r]
-        # L = chol(A_j) over the between variables observed in this cluster
-        n_seen = 0
-        for r in range(nb):
-            if a_j[j, r, r] > 0.0:
-                seen[n_seen] = r
-                n_seen += 1
-        for r in range(n_seen):
-            spo[r] = sp[seen[r]]
-            go[r] = g[seen[r]]
-            for c in range(n_seen):
-                buf[r, c] = a_j[j, seen[r], seen[c]]
-                so[r, c] = s_bz[q, seen[r], seen[c]]
-        if np.isnan(cholesky_into(buf, n_seen, lo)):
-            return np.nan
-        # u = L' (S p)_o, v = L' g_o, t = S_oo L, N = I + L' t
-        for r in range(n_seen):
-            su = 0.0
-            sv = 0.0
-            for c in range(r, n_seen):
-                su += lo[c, r] * spo[c]
-                sv += lo[c, r] * go[c]
-            u[r] = su
-            v[r] = sv
-        for r in range(n_seen):
-            for c in range(n_seen):
-                t[r, c] = 0.0
-            for e in range(n_seen):
-                f = so[r, e]
-                for c in range(e + 1):
-                    t[r, c] += f * lo[e, c]
-        for r in range(n_seen):
-            for c in range(r + 1):
+                s += aj[e, c] * g[c]
+            ag[e] = s
+            gag += g[e] * s
+            pg += pj[e] * g[e]
+        # A R, x = R' p, y = R' A g
+        for e in range(nb):
+            for c in range(r):
+                ar[e, c] = 0.0
+            for f in range(nb):
+                aef = aj[e, f]
+                for c in range(r):
+                    ar[e, c] += aef * r_bz[q, f, c]
+        for c in range(r):
+            sx = 0.0
+            sy = 0.0
+            for e in range(nb):
+                sx += r_bz[q, e, c] * pj[e]
+                sy += r_bz[q, e, c] * ag[e]
+            x[c] = sx
+            y[c] = sy
+        # N = I + R' (A R), lower triangle, then its Cholesky factor
+        for c in range(r):
+            for d in range(c + 1):
                 s = 0.0
-                for e in range(r, n_seen):
-                    s += lo[e, r] * t[e, c]
-                buf[r, c] = s + (1.0 if r == c else 0.0)
-                buf[c, r] = buf[r, c]
-        logdet_n = cholesky_into(buf, n_seen, ln)
+                for e in range(nb):
+                    s += r_bz[q, e, c] * ar[e, d]
+                nmat[c, d] = s + (1.0 if c == d else 0.0)
+                nmat[d, c] = nmat[c, d]
+        logdet_n = cholesky_into(nmat, r, ln)
         if np.isnan(logdet_n):
             return np.nan
-        # forward solves: N^{-1} = LN^{-T} LN^{-1}, so x' N^{-1} y = (LN^{-1} x)'(LN^{-1} y)
-        forward_solve(ln, n_seen, u)
-        forward_solve(ln, n_seen, v)
-        uu = 0.0
-        uv = 0.0
-        vv = 0.0
-        for r in range(n_seen):
-            uu += u[r] * u[r]
-            uv += u[r] * v[r]
-            vv += v[r] * v[r]
-        qyy_b = psp - uu
-        qyz = -(pg - uv)
-        qzz_b = vv
+        forward_solve(ln, r, x)
+        forward_solve(ln, r, y)
+        xx = 0.0
+        xy = 0.0
+        yy = 0.0
+        for c in range(r):
+            xx += x[c] * x[c]
+            xy += x[c] * y[c]
+            yy += y[c] * y[c]
+        qyy_b = xx
+        qyz = -(pg - xy)
+        qzz_b = gag - yy
         total += zlogdet[q] + logdet_n + qzz_a + qzz_b + 2.0 * qyz - qyy_b
     return total
 
 
 @njit(cache=True, fastmath=FAST)
+def indefinite_cluster_term(s_bz, a_j, p_j, g):
+    """log|M_j| + q_zz_b + 2 q_yz - q_yy_b for an indefinite S = Sigma_j(b.z); nan if V_j
+    is not positive definite.
+
+    Here S has no real square root, so A_j is factored instead: A_j = L L' over the
+    between variables the cluster observes (the others have zero rows in A_j and p_j).
+    M_j has the eigenvalues of N = I + L' S L (plus ones), and with u = L'(S p), v = L' g:
+
+        log|M_j| = log|N|,   p' M^{-1} S p = p' S p - u' N^{-1} u,
+        p' M^{-1} g = p' g - u' N^{-1} v,   g' A M^{-1} g = v' N^{-1} v.
+
+    V_j is positive definite exactly when N is, so N's Cholesky factor is the check.
+    """
+    nb = a_j.shape[0]
+    seen = np.empty(nb, np.int64)
+    buf = np.empty((nb, nb))
+    so = np.empty((nb, nb))
+    lo = np.empty((nb, nb))
+    t = np.empty((nb, nb))
+    ln = np.empty((nb, nb))
+    sp = np.empty(nb)
+    u = np.empty(nb)
+    v = np.empty(nb)
+    psp = 0.0
+    pg = 0.0
+    for r in range(nb):
+        s = 0.0
+        for c in range(nb):
+            s += s_bz[r, c] * p_j[c]
+        sp[r] = s
+        psp += p_j[r] * s
+        pg += p_j[r] * g[r]
+    n_seen = 0
+    for r in range(nb):
+        if a_j[r, r] > 0.0:
+            seen[n_seen] = r
+            n_seen += 1
+    for r in range(n_seen):
+        for c in range(n_seen):
+            buf[r, c] = a_j[seen[r], seen[c]]
+            so[r, c] = s_bz[seen[r], seen[c]]
+    if np.isnan(cholesky_into(buf, n_seen, lo)):
+        return np.nan
+    for r in range(n_seen):
+        su = 0.0
+        sv = 0.0
+        for c in range(r, n_seen):
+            su += lo[c, r] * sp[seen[c]]
+            sv += lo[c, r] * g[seen[c]]
+        u[r] = su
+        v[r] = sv
+    for r in range(n_seen):
+        for c in range(n_seen):
+            s = 0.0
+            for e in range(c, n_seen):
+                s += so[r, e] * lo[e, c]
+            t[r, c] = s
+    for r in range(n_seen):
+        for c in range(r + 1):
+            s = 0.0
+            for e in range(r, n_seen):
+                s += lo[e, r] * t[e, c]
+            buf[r, c] = s + (1.0 if r == c else 0.0)
+            buf[c, r] = buf[r, c]
+    logdet_n = cholesky_into(buf, n_seen, ln)
+    if np.isnan(logdet_n):
+        return np.nan
+    forward_solve(ln, n_seen, u)
+    forward_solve(ln, n_seen, v)
+    uu = 0.0
+    uv = 0.0
+    vv = 0.0
+    for r in range(n_seen):
+        uu += u[r] * u[r]
+        uv += u[r] * v[r]
+        vv += v[r] * v[r]
+    return logdet_n + vv - 2.0 * (pg - uv) - (psp - uu)
+
+
+@njit(cache=True, fastmath=FAST)
 def loglik_kernel(mu_y, mu_z, sigma_w, sigma_b, sigma_zz, sigma_yz, bidx, n_values,
-                  tree_var, tree_depth, tree_pattern, l1_freq, pattern_sum, pattern_sumsq, pattern_pairs,
-                  pattern_pair_ptr, pair_cluster, pair_freq, pair_sum,
-                  z, l2_observed, cluster_pattern):
-    """The whole log-likelihood from plain arrays; -inf if the moments are not admissible."""
+                  tree_var, tree_depth, tree_pattern, l1_freq, pattern_sum, pattern_sumsq,
+                  cluster_pair_ptr, pair_pattern, pair_freq, pair_sum,
+                  z, l2_observed, cluster_pattern, n_threads):
+    """The whole log-likelihood from plain arrays; -inf if the moments are not admissible.
+    The cluster stage runs in ``n_threads`` chunks (``numba.get_num_threads()``)."""
     p = mu_y.shape[0]
     k = mu_z.shape[0]
     nb = bidx.shape[0]
-    n_clusters = z.shape[0]
     omega_w = np.empty((p, p))
     logdet_w = cholesky_inverse_into(sigma_w, p, omega_w, np.empty((p, p)))
     omega_z = np.empty((k, k))
     logdet_z = cholesky_inverse_into(sigma_zz, k, omega_z, np.empty((k, k)))
     if np.isnan(logdet_w) or np.isnan(logdet_z):
         return -np.inf
-    a_j = np.empty((n_clusters, nb, nb))
-    p_j = np.empty((n_clusters, nb))
+    n_pat = l1_freq.shape[0]
+    wb = np.empty((n_pat, nb, p))
+    wbb = np.empty((n_pat, nb * nb))
+    wmub = np.empty((n_pat, nb))
     within = within_patterns(mu_y, omega_w, logdet_w, bidx, tree_var, tree_depth, tree_pattern,
-                             l1_freq, pattern_sum, pattern_sumsq, pattern_pairs, pattern_pair_ptr,
-                             pair_cluster, pair_freq, pair_sum, a_j, p_j)
+                             l1_freq, pattern_sum, pattern_sumsq, wb, wbb, wmub, n_threads)
     if np.isnan(within):
         return -np.inf
     n_q = l2_observed.shape[0]
@@ -289,10 +468,17 @@ def loglik_kernel(mu_y, mu_z, sigma_w, sigma_b, sigma_zz, sigma_yz, bidx, n_valu
     zlogdet = np.empty(n_q)
     h = np.empty((n_q, nb, k))
     s_bz = np.empty((n_q, nb, nb))
+    r_bz = np.empty((n_q, nb, nb))
+    rank_bz = np.empty(n_q, np.int64)
+    s_inv = np.empty((n_q, nb, nb))
+    s_logdet = np.empty(n_q)
+    s_inv_h = np.empty((n_q, nb, k))
     if not between_patterns(sigma_b, sigma_zz, sigma_yz, omega_z, logdet_z, bidx, l2_observed,
-                            zinv, zlogdet, h, s_bz):
+                            zinv, zlogdet, h, s_bz, r_bz, rank_bz, s_inv, s_logdet, s_inv_h):
         return -np.inf
-    between = cluster_terms(mu_z, z, cluster_pattern, zinv, zlogdet, h, s_bz, a_j, p_j)
+    between = cluster_terms(mu_z, z, cluster_pattern, zinv, zlogdet, h, s_bz, r_bz, rank_bz,
+                            s_inv, s_logdet, s_inv_h, cluster_pair_ptr, pair_pattern, pair_freq,
+                            pair_sum, wb, wbb, wmub, n_threads)
     if np.isnan(between):
         return -np.inf
     return -0.5 * (n_values * LOG_2PI + within + between)
@@ -302,10 +488,10 @@ def kernel_args(data, moments):
     """The plain arrays the kernel takes, in order (moments first, then data)."""
     l1, l2 = data.level1, data.level2
     return (moments.mu_y, moments.mu_z, moments.sigma_w, moments.sigma_b, moments.sigma_zz,
-            moments.sigma_yz, moments.between_index.astype(np.int64), float(data.n_observed_values),
-            l1.tree_var, l1.tree_depth, l1.tree_pattern, l1.freq, l1.pattern_sum, l1.pattern_sumsq, l1.pattern_pairs,
-            l1.pattern_pair_ptr, l1.pair_cluster, l1.pair_freq, l1.pair_sum,
-            data.z, l2.observed, l2.cluster_pattern)
+            moments.sigma_yz, moments.between_index, float(data.n_observed_values),
+            l1.tree_var, l1.tree_depth, l1.tree_pattern, l1.freq, l1.pattern_sum, l1.pattern_sumsq,
+            l1.cluster_pair_ptr, l1.pair_pattern, l1.pair_freq, l1.pair_sum,
+            data.z, l2.observed, l2.cluster_pattern, get_num_threads())
 
 
 def loglik(data, moments) -> float:

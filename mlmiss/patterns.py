@@ -3,9 +3,9 @@
 Three groupings of the level-1 rows are used by the objectives:
 
 * global level-1 patterns: rows that miss the same variables (objective 5 inverts
-  ``sigma_w[o, o]`` once per pattern);
+  ``sigma_w[o, o]`` once per pattern, walking the prefix tree of the missing sets);
 * (cluster, pattern) pairs: the patterns within each cluster (objective 4 loops over
-  them; objective 5 adds each pattern's contribution to every cluster it occurs in);
+  them; objective 5 sums each cluster's pairs with its patterns' inverses);
 * level-2 patterns: clusters that miss the same between-only variables.
 
 Rows are stored sorted by cluster and, inside a cluster, by pattern, so that every
@@ -46,8 +46,6 @@ class Level1Patterns:
     pair_cluster, pair_pattern, pair_freq : (n_pairs,) the pairs, cluster-major.
     pair_row_ptr : (n_pairs + 1,) rows of pair q are ``pair_row_ptr[q]:pair_row_ptr[q+1]``.
     cluster_pair_ptr : (J + 1,) pairs of cluster j are ``cluster_pair_ptr[j]:cluster_pair_ptr[j+1]``.
-    pattern_pairs, pattern_pair_ptr : pairs of pattern p are
-        ``pattern_pairs[pattern_pair_ptr[p]:pattern_pair_ptr[p+1]]``.
     pattern_sum, pattern_sumsq : (n_patterns, P) and (n_patterns, P, P) sums of y and
         y y' over the pattern's rows (zeros at unobserved variables).
     pair_sum : (n_pairs, P) sums of y over the pair's rows (zeros where unobserved).
@@ -63,8 +61,6 @@ class Level1Patterns:
     pair_freq: np.ndarray
     pair_row_ptr: np.ndarray
     cluster_pair_ptr: np.ndarray
-    pattern_pairs: np.ndarray
-    pattern_pair_ptr: np.ndarray
     pattern_sum: np.ndarray
     pattern_sumsq: np.ndarray
     pair_sum: np.ndarray
@@ -123,9 +119,6 @@ def level1_patterns(y, row_cluster, observed, row_pattern, n_clusters) -> Level1
     pair_pattern = row_pattern[first].astype(np.int64)
     pair_freq = np.diff(pair_row_ptr)
     cluster_pair_ptr = np.searchsorted(pair_cluster, np.arange(n_clusters + 1)).astype(np.int64)
-    pattern_pairs = np.argsort(pair_pattern, kind="stable").astype(np.int64)
-    pattern_pair_ptr = np.searchsorted(
-        pair_pattern[pattern_pairs], np.arange(n_pat + 1)).astype(np.int64)
 
     y0 = np.where(np.isnan(y), 0.0, y)
     pair_sum = np.add.reduceat(y0, first, axis=0) if n else np.zeros((0, p))
@@ -139,7 +132,6 @@ def level1_patterns(y, row_cluster, observed, row_pattern, n_clusters) -> Level1
         observed=observed, freq=freq, row_pattern=row_pattern.astype(np.int64),
         pair_cluster=pair_cluster, pair_pattern=pair_pattern, pair_freq=pair_freq,
         pair_row_ptr=pair_row_ptr, cluster_pair_ptr=cluster_pair_ptr,
-        pattern_pairs=pattern_pairs, pattern_pair_ptr=pattern_pair_ptr,
         pattern_sum=pattern_sum, pattern_sumsq=pattern_sumsq, pair_sum=pair_sum,
     )
 

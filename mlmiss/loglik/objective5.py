@@ -24,6 +24,19 @@ level-2 pattern. The work per evaluation is done by Numba kernels over plain arr
 Only the P_b variables with a between part enter steps 2-4: Sigma_j(b.z) is zero
 outside them, so I + Sigma_j(b.z) A_j is block triangular with an identity block and
 everything reduces to P_b x P_b matrices.
+
+Beyond the paper's script, for speed:
+
+* the level-1 patterns are visited along the prefix tree of their missing sets, so
+  each W_p is a rank-one update of its parent's (Appendix B.1 with a 1 x 1 block);
+* step 2 runs inside the cluster loop from per-pattern blocks W_p[B, :], W_p[B, B];
+* M_j is never formed: when Sigma_j(b.z) is positive definite and well conditioned,
+  M_j = S (S^{-1} + A_j) and the symmetric S^{-1} + A_j is factored (McDonald's
+  form); when it is singular, S = R R' and I + R' A_j R is factored; when it is
+  indefinite (a negative between variance), A_j = L L' and I + L' S L is factored,
+  which also decides whether V_j is positive definite (see :func:`cluster_chunk`);
+* the pattern tree's subtrees and the clusters are shared out among
+  ``numba.get_num_threads()`` threads.
 """
 
 from __future__ import annotations

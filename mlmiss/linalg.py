@@ -245,7 +245,7 @@ def forward_solve(lower, n, x):
 # ---------------------------------------------------------------- Python-facing wrappers
 def cholesky_inverse(a):
     """(inverse, log-determinant) of a symmetric positive definite matrix; (None, nan) if not PD."""
-    a = np.ascontiguousarray(a, dtype=float)
+    a = np.array(a, dtype=float, order="C")  # a writable copy: one compiled signature
     n = a.shape[0]
     out = np.empty((n, n))
     logdet = cholesky_inverse_into(a, n, out, np.empty((n, n)))

@@ -44,8 +44,8 @@ from __future__ import annotations
 import numpy as np
 from numba import get_num_threads, njit, prange
 
-from ..linalg import (FAST, cholesky_into, cholesky_inverse_into, drop_variable_into, forward_solve,
-                      inverse_update_into, psd_factor_into)
+from ..linalg import (FAST, cholesky_into, cholesky_inverse, cholesky_inverse_into,
+                      drop_variable_into, forward_solve, psd_factor_into)
 
 LOG_2PI = np.log(2.0 * np.pi)
 
@@ -137,29 +137,47 @@ def within_chunk(first, last, mu_y, omega_w, logdet_w, bidx, tree_var, tree_dept
 
 
 @njit(cache=True, fastmath=FAST)
-def between_patterns(sigma_b, sigma_zz, sigma_yz, omega_z, logdet_z, bidx, observed,
+def between_patterns(sigma_b, sigma_zz, sigma_yz, bidx, observed,
                      zinv, zlogdet, h, s_bz, r_bz, rank_bz, s_inv, s_logdet, s_inv_h):
     """Step 3, per level-2 pattern: zinv (K x K padded), zlogdet, h (Pb x K), s_bz (Pb x Pb).
 
-    How the clusters of the pattern will be handled is decided here, once:
+    There are few level-2 patterns, so Sigma_zz[o, o] is inverted directly. How the
+    clusters of the pattern will be handled is decided here, once:
     * Sigma_j(b.z) positive definite and well conditioned: its inverse s_inv, log|S| and
       s_inv_h = S^{-1} H are stored (McDonald's form; rank_bz = Pb, s_logdet finite);
     * positive semidefinite otherwise (singular Sigma_b): S = R R' with R in r_bz and
       its rank in rank_bz (s_logdet = nan);
     * indefinite: rank_bz = -1.
-    Returns False if some Sigma_zz[o, o] is not positive definite."""
+    Returns False if Sigma_zz is not positive definite."""
     n_pat, k = observed.shape
     nb = bidx.shape[0]
     work = np.empty((nb, nb))
     perm = np.empty(nb, np.int64)
     idx = np.empty(k, np.int64)
-    buf1 = np.empty((k, k))
-    buf2 = np.empty((k, k))
-    buf3 = np.empty((k, k))
+    small = np.empty((k, k))
+    small_inv = np.empty((k, k))
+    work_k = np.empty((k, k))
+    # the whole Sigma_zz must be positive definite, whatever the patterns observe
+    if np.isnan(cholesky_into(sigma_zz, k, work_k)):
+        return False
     for q in range(n_pat):
-        ld = inverse_update_into(sigma_zz, omega_z, logdet_z, observed[q], zinv[q], idx, buf1, buf2, buf3)
+        r = 0
+        for c in range(k):
+            if observed[q, c]:
+                idx[r] = c
+                r += 1
+        for a in range(r):
+            for b in range(r):
+                small[a, b] = sigma_zz[idx[a], idx[b]]
+        ld = cholesky_inverse_into(small, r, small_inv, work_k)
         if np.isnan(ld):
             return False
+        for a in range(k):
+            for b in range(k):
+                zinv[q, a, b] = 0.0
+        for a in range(r):
+            for b in range(r):
+                zinv[q, idx[a], idx[b]] = small_inv[a, b]
         zlogdet[q] = ld
         for r in range(nb):
             for c in range(k):
@@ -452,31 +470,24 @@ def indefinite_cluster_term(s_bz, a_j, p_j, g):
     return logdet_n + vv - 2.0 * (pg - uv) - (psp - uu)
 
 
-@njit(cache=True, fastmath=FAST)
-def loglik_kernel(mu_y, mu_z, sigma_w, sigma_b, sigma_zz, sigma_yz, bidx, n_values,
-                  tree_var, tree_depth, tree_pattern, l1_freq, pattern_sum, pattern_sumsq,
-                  cluster_pair_ptr, pair_pattern, pair_freq, pair_sum,
-                  z, l2_observed, cluster_pattern, n_threads):
-    """The whole log-likelihood from plain arrays; -inf if the moments are not admissible.
-    The cluster stage runs in ``n_threads`` chunks (``numba.get_num_threads()``)."""
-    p = mu_y.shape[0]
-    k = mu_z.shape[0]
-    nb = bidx.shape[0]
-    omega_w = np.empty((p, p))
-    logdet_w = cholesky_inverse_into(sigma_w, p, omega_w, np.empty((p, p)))
-    omega_z = np.empty((k, k))
-    logdet_z = cholesky_inverse_into(sigma_zz, k, omega_z, np.empty((k, k)))
-    if np.isnan(logdet_w) or np.isnan(logdet_z):
+def loglik(data, moments) -> float:
+    """Steps 1-4 in turn; each stage is one Numba kernel over plain arrays."""
+    l1, l2 = data.level1, data.level2
+    bidx = moments.between_index
+    n_threads = get_num_threads()
+    omega_w, logdet_w = cholesky_inverse(moments.sigma_w)
+    if omega_w is None:
         return -np.inf
-    n_pat = l1_freq.shape[0]
+    p, nb, n_pat = data.n_y, bidx.size, l1.n_patterns
     wb = np.empty((n_pat, nb, p))
     wbb = np.empty((n_pat, nb * nb))
     wmub = np.empty((n_pat, nb))
-    within = within_patterns(mu_y, omega_w, logdet_w, bidx, tree_var, tree_depth, tree_pattern,
-                             l1_freq, pattern_sum, pattern_sumsq, wb, wbb, wmub, n_threads)
+    within = within_patterns(moments.mu_y, omega_w, logdet_w, bidx, l1.tree_var, l1.tree_depth,
+                             l1.tree_pattern, l1.freq, l1.pattern_sum, l1.pattern_sumsq,
+                             wb, wbb, wmub, n_threads)
     if np.isnan(within):
         return -np.inf
-    n_q = l2_observed.shape[0]
+    n_q, k = l2.observed.shape
     zinv = np.empty((n_q, k, k))
     zlogdet = np.empty(n_q)
     h = np.empty((n_q, nb, k))
@@ -486,26 +497,12 @@ def loglik_kernel(mu_y, mu_z, sigma_w, sigma_b, sigma_zz, sigma_yz, bidx, n_valu
     s_inv = np.empty((n_q, nb, nb))
     s_logdet = np.empty(n_q)
     s_inv_h = np.empty((n_q, nb, k))
-    if not between_patterns(sigma_b, sigma_zz, sigma_yz, omega_z, logdet_z, bidx, l2_observed,
+    if not between_patterns(moments.sigma_b, moments.sigma_zz, moments.sigma_yz, bidx, l2.observed,
                             zinv, zlogdet, h, s_bz, r_bz, rank_bz, s_inv, s_logdet, s_inv_h):
         return -np.inf
-    between = cluster_terms(mu_z, z, cluster_pattern, zinv, zlogdet, h, s_bz, r_bz, rank_bz,
-                            s_inv, s_logdet, s_inv_h, cluster_pair_ptr, pair_pattern, pair_freq,
-                            pair_sum, wb, wbb, wmub, n_threads)
+    between = cluster_terms(moments.mu_z, data.z, l2.cluster_pattern, zinv, zlogdet, h, s_bz, r_bz,
+                            rank_bz, s_inv, s_logdet, s_inv_h, l1.cluster_pair_ptr, l1.pair_pattern,
+                            l1.pair_freq, l1.pair_sum, wb, wbb, wmub, n_threads)
     if np.isnan(between):
         return -np.inf
-    return -0.5 * (n_values * LOG_2PI + within + between)
-
-
-def kernel_args(data, moments):
-    """The plain arrays the kernel takes, in order (moments first, then data)."""
-    l1, l2 = data.level1, data.level2
-    return (moments.mu_y, moments.mu_z, moments.sigma_w, moments.sigma_b, moments.sigma_zz,
-            moments.sigma_yz, moments.between_index, float(data.n_observed_values),
-            l1.tree_var, l1.tree_depth, l1.tree_pattern, l1.freq, l1.pattern_sum, l1.pattern_sumsq,
-            l1.cluster_pair_ptr, l1.pair_pattern, l1.pair_freq, l1.pair_sum,
-            data.z, l2.observed, l2.cluster_pattern, get_num_threads())
-
-
-def loglik(data, moments) -> float:
-    return float(loglik_kernel(*kernel_args(data, moments)))
+    return float(-0.5 * (data.n_observed_values * LOG_2PI + within + between))

@@ -3,6 +3,8 @@
 Data flow: ``DataFrame -> TwoLevelData -> Moments -> loglik``.
 """
 
+import importlib
+
 from .data import TwoLevelData
 from .errors import DataError, MomentsError, SingularMatrixError
 from .loglik import METHODS, loglik
@@ -17,6 +19,5 @@ __all__ = ["TwoLevelData", "Moments", "loglik", "METHODS", "DataError", "Moments
 def __getattr__(name):
     # datasets is imported lazily: it is not needed to evaluate a likelihood
     if name == "datasets":
-        from . import datasets
-        return datasets
+        return importlib.import_module(f"{__name__}.datasets")
     raise AttributeError(f"module 'mlmiss' has no attribute {name!r}")

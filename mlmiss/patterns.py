@@ -49,6 +49,9 @@ class Level1Patterns:
     pattern_sum, pattern_sumsq : (n_patterns, P) and (n_patterns, P, P) sums of y and
         y y' over the pattern's rows (zeros at unobserved variables).
     pair_sum : (n_pairs, P) sums of y over the pair's rows (zeros where unobserved).
+    pattern_pairs, pattern_pair_ptr : pairs of pattern p are
+        ``pattern_pairs[pattern_pair_ptr[p]:pattern_pair_ptr[p+1]]`` (the gradient's
+        backward pass visits them per pattern).
     tree_var, tree_depth, tree_pattern : the patterns' missing sets as a prefix tree in
         depth-first order (see :func:`missing_tree`).
     """
@@ -64,6 +67,8 @@ class Level1Patterns:
     pattern_sum: np.ndarray
     pattern_sumsq: np.ndarray
     pair_sum: np.ndarray
+    pattern_pairs: np.ndarray
+    pattern_pair_ptr: np.ndarray
     tree_var: np.ndarray
     tree_depth: np.ndarray
     tree_pattern: np.ndarray
@@ -119,6 +124,9 @@ def level1_patterns(y, row_cluster, observed, row_pattern, n_clusters) -> Level1
     pair_pattern = row_pattern[first].astype(np.int64)
     pair_freq = np.diff(pair_row_ptr)
     cluster_pair_ptr = np.searchsorted(pair_cluster, np.arange(n_clusters + 1)).astype(np.int64)
+    pattern_pairs = np.argsort(pair_pattern, kind="stable").astype(np.int64)
+    pattern_pair_ptr = np.searchsorted(
+        pair_pattern[pattern_pairs], np.arange(n_pat + 1)).astype(np.int64)
 
     y0 = np.where(np.isnan(y), 0.0, y)
     pair_sum = np.add.reduceat(y0, first, axis=0) if n else np.zeros((0, p))
@@ -132,6 +140,7 @@ def level1_patterns(y, row_cluster, observed, row_pattern, n_clusters) -> Level1
         observed=observed, freq=freq, row_pattern=row_pattern.astype(np.int64),
         pair_cluster=pair_cluster, pair_pattern=pair_pattern, pair_freq=pair_freq,
         pair_row_ptr=pair_row_ptr, cluster_pair_ptr=cluster_pair_ptr,
+        pattern_pairs=pattern_pairs, pattern_pair_ptr=pattern_pair_ptr,
         pattern_sum=pattern_sum, pattern_sumsq=pattern_sumsq, pair_sum=pair_sum,
     )
 

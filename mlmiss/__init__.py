@@ -1,19 +1,20 @@
 """mlmiss: maximum-likelihood two-level SEM with missing data at both levels.
 
-Data flow: ``DataFrame -> TwoLevelData -> Moments -> loglik``.
+Data flow: ``DataFrame -> TwoLevelData -> Moments -> loglik / loglik_gradient``.
 """
 
 import importlib
 
 from .data import TwoLevelData
 from .errors import DataError, MomentsError, SingularMatrixError
+from .gradient import InadmissibleMomentsError, loglik_and_gradient, loglik_gradient
 from .loglik import METHODS, loglik
 from .moments import Moments
 
 __version__ = "0.1.0"
 
-__all__ = ["TwoLevelData", "Moments", "loglik", "METHODS", "DataError", "MomentsError",
-           "SingularMatrixError", "datasets"]
+__all__ = ["TwoLevelData", "Moments", "loglik", "loglik_gradient", "loglik_and_gradient", "METHODS",
+           "DataError", "MomentsError", "SingularMatrixError", "InadmissibleMomentsError", "datasets"]
 
 
 def __getattr__(name):

@@ -153,11 +153,12 @@ def cluster_f_into(aj, s, r_fac, rank, s_inv, s_logdet, f, work):
 def cluster_scores_chunk(first, last, mu_z, z, cluster_pattern, zinv, zlogdet, h, s_bz,
                          r_bz, rank_bz, s_inv, s_logdet, cluster_pair_ptr, pair_pattern,
                          pair_freq, pair_sum, wb, wbb, wmub,
-                         g_mu_z, g_szz, g_syz, g_sb, e_sum, c_all, f_all):
+                         g_mu_z, g_szz, g_syz, g_sb, e_sum, c_all, k_all):
     """Clusters first..last-1: the between part of -2 log-likelihood (as objective 5's
-    cluster stage) and the scores: c_j and F_j into c_all[j], f_all[j] (for the level-1
-    backward pass), and into this thread's accumulators g_mu_z, g_szz (u_z u_z' / 2),
-    g_syz (b u_z'), g_sb (b b' / 2) and e_sum[q] (sum of E over the level-2 pattern).
+    cluster stage) and the scores: c_j and K_j = c_j c_j' + F_j into c_all[j], k_all[j]
+    (for the level-1 backward pass), and into this thread's accumulators g_mu_z, g_szz (u_z u_z' / 2),
+    g_syz (b u_z'), g_sb (b b' / 2) and e_sum[q]: the sum of E over the level-2
+    pattern, or of F where the pattern uses McDonald's form (see cluster_scores).
     Returns nan if some V_j is not positive definite."""
     k = z.shape[1]
     nb = wmub.shape[1]
@@ -168,7 +169,6 @@ def cluster_scores_chunk(first, last, mu_z, z, cluster_pattern, zinv, zlogdet, h
     dz = np.empty(k)
     g = np.empty(nb)
     af = np.empty((nb, nb))
-    ee = np.empty((nb, nb))
     work = np.empty((4, nb, nb))
     ag = np.empty(nb)
     bvec = np.empty(nb)
@@ -205,47 +205,54 @@ def cluster_scores_chunk(first, last, mu_z, z, cluster_pattern, zinv, zlogdet, h
             for c in range(k):
                 t += h[q, e, c] * dz[c]
             g[e] = t
-        f = f_all[j]
+        f = k_all[j]  # holds F until K = c c' + F is formed below
         logdet_m = cluster_f_into(aj, s_bz[q], r_bz[q], rank_bz[q], s_inv[q], s_logdet[q], f, work)
         if np.isnan(logdet_m):
             return np.nan
-        # A F, E = A - A F A, A g
-        for e in range(nb):
-            for c in range(nb):
-                t = 0.0
-                for d in range(nb):
-                    t += aj[e, d] * f[d, c]
-                af[e, c] = t
-        for e in range(nb):
-            for c in range(nb):
-                t = aj[e, c]
-                for d in range(nb):
-                    t -= af[e, d] * aj[d, c]
-                ee[e, c] = t
+        # A g and the quadratic forms: p'M^{-1}Sp = p'Fp, p'M^{-1}g = p'g - p'F A g,
+        # g'A M^{-1} g = g'E g = g'A g - (A g)'F (A g)
         for e in range(nb):
             t = 0.0
             for c in range(nb):
                 t += aj[e, c] * g[c]
             ag[e] = t
             tmp[e] = pj[e] - t  # p - A g
-        # quadratic forms: p'M^{-1}Sp = p'Fp, p'M^{-1}g = p'g - p'FAg, g'AM^{-1}g = g'Eg
         pfp = 0.0
         pg = 0.0
         pfag = 0.0
-        geg = 0.0
+        gag = 0.0
+        agfag = 0.0
         for e in range(nb):
             fp = 0.0
             fag = 0.0
-            egv = 0.0
             for c in range(nb):
                 fp += f[e, c] * pj[c]
                 fag += f[e, c] * ag[c]
-                egv += ee[e, c] * g[c]
             pfp += pj[e] * fp
             pfag += pj[e] * fag
-            geg += g[e] * egv
+            agfag += ag[e] * fag
+            gag += g[e] * ag[e]
             pg += pj[e] * g[e]
-        total += zlogdet[q] + logdet_m + qzz_a + geg - 2.0 * (pg - pfag) - pfp
+        total += zlogdet[q] + logdet_m + qzz_a + (gag - agfag) - 2.0 * (pg - pfag) - pfp
+        # E = A - A F A summed per level-2 pattern; with McDonald's form the pattern's
+        # sum is n_q S^{-1} - S^{-1} (sum F) S^{-1}, so only F is summed (e_sum holds it)
+        if np.isnan(s_logdet[q]):
+            for e in range(nb):
+                for c in range(nb):
+                    t = 0.0
+                    for d in range(nb):
+                        t += aj[e, d] * f[d, c]
+                    af[e, c] = t
+            for e in range(nb):
+                for c in range(nb):
+                    t = aj[e, c]
+                    for d in range(nb):
+                        t -= af[e, d] * aj[d, c]
+                    e_sum[q, e, c] += t
+        else:
+            for e in range(nb):
+                for c in range(nb):
+                    e_sum[q, e, c] += f[e, c]
         # scores: c = g + F (p - A g), b = p - A c, u_z = Sigma^zz delta_z - H' b
         cvec = c_all[j]
         for e in range(nb):
@@ -263,6 +270,9 @@ def cluster_scores_chunk(first, last, mu_z, z, cluster_pattern, zinv, zlogdet, h
             for e in range(nb):
                 t -= h[q, e, a] * bvec[e]
             uz[a] = t
+        for e in range(nb):
+            for c in range(nb):
+                f[e, c] += cvec[e] * cvec[c]
         for a in range(k):
             g_mu_z[a] += uz[a]
             for b in range(k):
@@ -272,14 +282,13 @@ def cluster_scores_chunk(first, last, mu_z, z, cluster_pattern, zinv, zlogdet, h
                 g_syz[e, a] += bvec[e] * uz[a]
             for c in range(nb):
                 g_sb[e, c] += 0.5 * bvec[e] * bvec[c]
-                e_sum[q, e, c] += ee[e, c]
     return total
 
 
 @njit(cache=True, fastmath=FAST, parallel=True)
 def cluster_scores(mu_z, z, cluster_pattern, zinv, zlogdet, h, s_bz, r_bz, rank_bz, s_inv,
                    s_logdet, cluster_pair_ptr, pair_pattern, pair_freq, pair_sum, wb, wbb, wmub,
-                   freq_q, n_chunks, c_all, f_all, g_mu_z, g_szz, g_syz, g_sb):
+                   freq_q, n_chunks, c_all, k_all, g_mu_z, g_szz, g_syz, g_sb):
     """All clusters, one chunk per thread; then the level-2 gradient is completed with
     the V^{-1} parts summed per level-2 pattern q (n_q clusters, E summed to E_q):
 
@@ -301,7 +310,7 @@ def cluster_scores(mu_z, z, cluster_pattern, zinv, zlogdet, h, s_bz, r_bz, rank_
             c * n_clusters // n_chunks, (c + 1) * n_clusters // n_chunks, mu_z, z,
             cluster_pattern, zinv, zlogdet, h, s_bz, r_bz, rank_bz, s_inv, s_logdet,
             cluster_pair_ptr, pair_pattern, pair_freq, pair_sum, wb, wbb, wmub,
-            t_mu_z[c], t_szz[c], t_syz[c], t_sb[c], t_e[c], c_all, f_all)
+            t_mu_z[c], t_szz[c], t_syz[c], t_sb[c], t_e[c], c_all, k_all)
     e_q = np.zeros((nb, nb))
     he = np.empty((k, nb))
     for a in range(k):
@@ -323,6 +332,7 @@ def cluster_scores(mu_z, z, cluster_pattern, zinv, zlogdet, h, s_bz, r_bz, rank_
                 g_syz[e, a] += t_syz[c, e, a]
             for f in range(nb):
                 g_sb[e, f] += t_sb[c, e, f]
+    fs = np.empty((nb, nb))
     for q in range(n_q):
         for e in range(nb):
             for f in range(nb):
@@ -330,7 +340,23 @@ def cluster_scores(mu_z, z, cluster_pattern, zinv, zlogdet, h, s_bz, r_bz, rank_
                 for c in range(n_chunks):
                     t += t_e[c, q, e, f]
                 e_q[e, f] = t
-                g_sb[e, f] -= 0.5 * t
+        if not np.isnan(s_logdet[q]):
+            # E_q = n_q S^{-1} - S^{-1} (sum F) S^{-1}
+            for e in range(nb):
+                for f in range(nb):
+                    t = 0.0
+                    for c in range(nb):
+                        t += s_inv[q, e, c] * e_q[c, f]
+                    fs[e, f] = t
+            for e in range(nb):
+                for f in range(nb):
+                    t = freq_q[q] * s_inv[q, e, f]
+                    for c in range(nb):
+                        t -= fs[e, c] * s_inv[q, c, f]
+                    e_q[e, f] = t
+        for e in range(nb):
+            for f in range(nb):
+                g_sb[e, f] -= 0.5 * e_q[e, f]
         # he = H_q' E_q (k x nb)
         for a in range(k):
             for f in range(nb):
@@ -368,9 +394,9 @@ def close_node(w_parent, k, g_child, l_child, g_parent, v):
     for a in range(p):
         t = 0.0
         for b in range(p):
-            t += g_child[a, b] * w_parent[b, k]
+            t += g_child[a, b] * w_parent[k, b]  # W symmetric: row k is f'
         v[a] = t
-        fv += w_parent[a, k] * t
+        fv += w_parent[k, a] * t
     for a in range(p):
         for b in range(p):
             g_parent[a, b] += g_child[a, b]
@@ -383,7 +409,7 @@ def close_node(w_parent, k, g_child, l_child, g_parent, v):
 @njit(cache=True, fastmath=FAST)
 def within_backward_chunk(first, last, mu_y, omega_w, bidx, tree_var, tree_depth, tree_pattern,
                           freq, pattern_sum, pattern_sumsq, pattern_pairs, pattern_pair_ptr,
-                          pair_cluster, pair_freq, pair_sum, c_all, f_all, g_root, g_mu_y):
+                          pair_cluster, pair_freq, pair_sum, c_all, k_all, g_root, g_mu_y):
     """Nodes first..last-1 in depth-first order: the W_p are recomputed on the way down;
     each pattern seeds its node with the adjoints -X_p/2 (of W_p) and -n_p/2 (of its
     log-det), and adds W_p (s_p - n_p mu) - W_p[:, B] c_p to the mu_y gradient; a node is
@@ -391,7 +417,7 @@ def within_backward_chunk(first, last, mu_y, omega_w, bidx, tree_var, tree_depth
     adjoint is added to g_root; returns the root's log-det adjoint.
 
     Per pattern, from its (cluster, count, sum) pairs: c_p = sum n_jp c_j,
-    R_p = sum (s_jp - n_jp mu) c_j', Y_p = sum n_jp (c_j c_j' + F_j)."""
+    R_p = sum (s_jp - n_jp mu) c_j', Y_p = sum n_jp K_j with K_j = c_j c_j' + F_j."""
     p = mu_y.shape[0]
     nb = bidx.shape[0]
     max_depth = 0
@@ -401,11 +427,12 @@ def within_backward_chunk(first, last, mu_y, omega_w, bidx, tree_var, tree_depth
     gbar = np.zeros((max_depth + 1, p, p))
     lbar = np.zeros(max_depth + 1)
     var = np.empty(max_depth + 1, np.int64)
-    x = np.empty((p, p))
     v = np.empty(p)
+    sm = np.empty(p)
     c_p = np.empty(nb)
-    r_p = np.empty((p, nb))
-    y_p = np.empty((nb, nb))
+    rt = np.empty((nb, p))
+    y_flat = np.empty(nb * nb)
+    k_flat = k_all.reshape((k_all.shape[0], nb * nb))
     for a in range(p):
         for b in range(p):
             w[0, a, b] = omega_w[a, b]
@@ -429,46 +456,47 @@ def within_backward_chunk(first, last, mu_y, omega_w, bidx, tree_var, tree_depth
             continue
         n = freq[pat]
         wd = w[d]
+        # c_p = sum n_jp c_j, rt = sum c_j s_jp' (nb x P), y_p = sum n_jp K_j
         for e in range(nb):
             c_p[e] = 0.0
             for b in range(p):
-                r_p[b, e] = 0.0
-            for f in range(nb):
-                y_p[e, f] = 0.0
+                rt[e, b] = 0.0
+        for t in range(nb * nb):
+            y_flat[t] = 0.0
         for q in range(pattern_pair_ptr[pat], pattern_pair_ptr[pat + 1]):
             pair = pattern_pairs[q]
             j = pair_cluster[pair]
             m = pair_freq[pair]
             for e in range(nb):
-                c_p[e] += m * c_all[j, e]
-            for b in range(p):
-                t = pair_sum[pair, b] - m * mu_y[b]
-                for e in range(nb):
-                    r_p[b, e] += t * c_all[j, e]
-            for e in range(nb):
-                for f in range(nb):
-                    y_p[e, f] += m * (c_all[j, e] * c_all[j, f] + f_all[j, e, f])
-        # X_p = S_p(mu) - R_p E' - E R_p' + E Y_p E'  (E embeds the between variables)
+                ce = c_all[j, e]
+                c_p[e] += m * ce
+                for b in range(p):
+                    rt[e, b] += ce * pair_sum[pair, b]
+            for t in range(nb * nb):
+                y_flat[t] += m * k_flat[j, t]
+        # seed: gbar -= X_p / 2, X_p = S_p(mu) - R_p E' - E R_p' + E Y_p E', where
+        # S_p(mu) = sum yy' - mu (s - n mu)' - s mu' and R_p = rt' - mu c_p'
+        for b in range(p):
+            sm[b] = pattern_sum[pat, b] - n * mu_y[b]
         for a in range(p):
+            ma = mu_y[a]
+            sa = pattern_sum[pat, a]
             for b in range(p):
-                x[a, b] = (pattern_sumsq[pat, a, b] - mu_y[a] * pattern_sum[pat, b]
-                           - pattern_sum[pat, a] * mu_y[b] + n * mu_y[a] * mu_y[b])
-        for a in range(p):
-            for e in range(nb):
-                x[a, bidx[e]] -= r_p[a, e]
-                x[bidx[e], a] -= r_p[a, e]
+                gbar[d, a, b] -= 0.5 * (pattern_sumsq[pat, a, b] - ma * sm[b] - sa * mu_y[b])
         for e in range(nb):
-            for c in range(nb):
-                x[bidx[e], bidx[c]] += y_p[e, c]
-        for a in range(p):
-            for b in range(p):
-                gbar[d, a, b] -= 0.5 * x[a, b]
+            be = bidx[e]
+            for a in range(p):
+                r = 0.5 * (rt[e, a] - mu_y[a] * c_p[e])
+                gbar[d, a, be] += r
+                gbar[d, be, a] += r
+            for f in range(nb):
+                gbar[d, be, bidx[f]] -= 0.5 * y_flat[e * nb + f]
         lbar[d] -= 0.5 * n
         # mu_y: W_p (s_p - n_p mu) - W_p[:, B] c_p
         for a in range(p):
             t = 0.0
             for b in range(p):
-                t += wd[a, b] * (pattern_sum[pat, b] - n * mu_y[b])
+                t += wd[a, b] * sm[b]
             for e in range(nb):
                 t -= wd[a, bidx[e]] * c_p[e]
             g_mu_y[a] += t
@@ -485,7 +513,7 @@ def within_backward_chunk(first, last, mu_y, omega_w, bidx, tree_var, tree_depth
 @njit(cache=True, fastmath=FAST, parallel=True)
 def within_backward(mu_y, omega_w, bidx, tree_var, tree_depth, tree_pattern, freq, pattern_sum,
                     pattern_sumsq, pattern_pairs, pattern_pair_ptr, pair_cluster, pair_freq,
-                    pair_sum, c_all, f_all, n_threads, g_sigma_w, g_mu_y):
+                    pair_sum, c_all, k_all, n_threads, g_sigma_w, g_mu_y):
     """Subtrees below the root shared among threads; then sigma_w's gradient from the
     root's adjoints, G_w = l_root Omega - Omega G_root Omega (dW = -W dSigma W), into
     g_sigma_w, and the mu_y gradient into g_mu_y."""
@@ -508,7 +536,7 @@ def within_backward(mu_y, omega_w, bidx, tree_var, tree_depth, tree_pattern, fre
         lbar += within_backward_chunk(bounds[c], bounds[c + 1], mu_y, omega_w, bidx, tree_var,
                                       tree_depth, tree_pattern, freq, pattern_sum, pattern_sumsq,
                                       pattern_pairs, pattern_pair_ptr, pair_cluster, pair_freq,
-                                      pair_sum, c_all, f_all, g_root[c], t_mu_y[c])
+                                      pair_sum, c_all, k_all, g_root[c], t_mu_y[c])
     g = np.zeros((p, p))
     for a in range(p):
         g_mu_y[a] = 0.0
@@ -587,7 +615,7 @@ def loglik_and_gradient(data, moments):
         return -np.inf, None
 
     c_all = np.empty((data.n_clusters, nb))
-    f_all = np.empty((data.n_clusters, nb, nb))
+    k_all = np.empty((data.n_clusters, nb, nb))
     g_mu_z = np.empty(k)
     g_szz = np.empty((k, k))
     g_syz = np.empty((nb, k))
@@ -595,7 +623,7 @@ def loglik_and_gradient(data, moments):
     between = cluster_scores(moments.mu_z, data.z, l2.cluster_pattern, zinv, zlogdet, h, s_bz, r_bz,
                              rank_bz, s_inv, s_logdet, l1.cluster_pair_ptr, l1.pair_pattern,
                              l1.pair_freq, l1.pair_sum, wb, wbb, wmub, l2.freq,
-                             max(1, min(n_threads, data.n_clusters)), c_all, f_all,
+                             max(1, min(n_threads, data.n_clusters)), c_all, k_all,
                              g_mu_z, g_szz, g_syz, g_sb)
     if np.isnan(between):
         return -np.inf, None
@@ -604,7 +632,7 @@ def loglik_and_gradient(data, moments):
     g_mu_y = np.empty(p)
     within_backward(moments.mu_y, omega_w, bidx, l1.tree_var, l1.tree_depth, l1.tree_pattern,
                     l1.freq, l1.pattern_sum, l1.pattern_sumsq, l1.pattern_pairs, l1.pattern_pair_ptr,
-                    l1.pair_cluster, l1.pair_freq, l1.pair_sum, c_all, f_all, n_threads, g_sw, g_mu_y)
+                    l1.pair_cluster, l1.pair_freq, l1.pair_sum, c_all, k_all, n_threads, g_sw, g_mu_y)
 
     sigma_b = np.zeros((p, p))
     sigma_b[np.ix_(bidx, bidx)] = 0.5 * (g_sb + g_sb.T)

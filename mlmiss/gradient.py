@@ -35,7 +35,7 @@ from numba import get_num_threads, njit, prange
 from .errors import MomentsError
 from .linalg import FAST, cholesky_into, cholesky_inverse, cholesky_inverse_into, drop_variable_into
 from .loglik import check_compatible
-from .loglik.objective5 import LOG_2PI, between_patterns, within_patterns
+from .loglik.objective5 import LOG_2PI, between_patterns, cluster_blocks, within_patterns
 from .moments import Moments
 
 
@@ -156,13 +156,13 @@ def cluster_scores_chunk(first, last, mu_z, z, cluster_pattern, zinv, zlogdet, h
                          g_mu_z, g_szz, g_syz, g_sb, e_sum, c_all, k_all):
     """Clusters first..last-1: the between part of -2 log-likelihood (as objective 5's
     cluster stage) and the scores: c_j and K_j = c_j c_j' + F_j into c_all[j], k_all[j]
-    (for the level-1 backward pass), and into this thread's accumulators g_mu_z, g_szz (u_z u_z' / 2),
-    g_syz (b u_z'), g_sb (b b' / 2) and e_sum[q]: the sum of E over the level-2
-    pattern, or of F where the pattern uses McDonald's form (see cluster_scores).
+    (for the level-1 backward pass), and into this thread's accumulators g_mu_z,
+    g_szz (u_z u_z' / 2), g_syz (b u_z'), g_sb (b b' / 2) and e_sum[q]: the sum of E over
+    the level-2 pattern, or of F where the pattern uses McDonald's form (see
+    cluster_scores).
     Returns nan if some V_j is not positive definite."""
     k = z.shape[1]
     nb = wmub.shape[1]
-    p = wb.shape[2]
     a_flat = np.empty(nb * nb)
     aj = a_flat.reshape((nb, nb))
     pj = np.empty(nb)
@@ -176,35 +176,9 @@ def cluster_scores_chunk(first, last, mu_z, z, cluster_pattern, zinv, zlogdet, h
     tmp = np.empty(nb)
     total = 0.0
     for j in range(first, last):
-        for t in range(nb * nb):
-            a_flat[t] = 0.0
-        for e in range(nb):
-            pj[e] = 0.0
-        for pair in range(cluster_pair_ptr[j], cluster_pair_ptr[j + 1]):
-            pat = pair_pattern[pair]
-            m = pair_freq[pair]
-            for e in range(nb):
-                t = 0.0
-                for b in range(p):
-                    t += wb[pat, e, b] * pair_sum[pair, b]
-                pj[e] += t - m * wmub[pat, e]
-            for t in range(nb * nb):
-                a_flat[t] += m * wbb[pat, t]
         q = cluster_pattern[j]
-        for c in range(k):
-            dz[c] = 0.0 if np.isnan(z[j, c]) else z[j, c] - mu_z[c]
-        qzz_a = 0.0
-        for a in range(k):
-            t = 0.0
-            for b in range(k):
-                t += zinv[q, a, b] * dz[b]
-            uz[a] = t  # Sigma_j^zz delta_z, finished below
-            qzz_a += dz[a] * t
-        for e in range(nb):
-            t = 0.0
-            for c in range(k):
-                t += h[q, e, c] * dz[c]
-            g[e] = t
+        qzz_a = cluster_blocks(j, q, mu_z, z, zinv, h, cluster_pair_ptr, pair_pattern, pair_freq,
+                               pair_sum, wb, wbb, wmub, a_flat, pj, dz, uz, g)
         f = k_all[j]  # holds F until K = c c' + F is formed below
         logdet_m = cluster_f_into(aj, s_bz[q], r_bz[q], rank_bz[q], s_inv[q], s_logdet[q], f, work)
         if np.isnan(logdet_m):

@@ -91,8 +91,9 @@ def cluster_loglik(data, moments, j: int) -> float:
     return -0.5 * (v_j.shape[0] * LOG_2PI + logdet + quad)
 
 
-def loglik(data, moments) -> float:
-    """Sum of the cluster log-densities (eq. 26 with eqs. 48-52); -inf if some V_j is not positive definite."""
+def sum_over_clusters(cluster_loglik, data, moments) -> float:
+    """Sum of cluster_loglik(data, moments, j) over the clusters (eq. 26); -inf as soon
+    as one cluster's V_j is not positive definite."""
     total = 0.0
     for j in range(data.n_clusters):
         term = cluster_loglik(data, moments, j)
@@ -100,3 +101,8 @@ def loglik(data, moments) -> float:
             return -np.inf
         total += term
     return float(total)
+
+
+def loglik(data, moments) -> float:
+    """Sum of the cluster log-densities (eqs. 48-52); -inf if some V_j is not positive definite."""
+    return sum_over_clusters(cluster_loglik, data, moments)

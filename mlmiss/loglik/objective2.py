@@ -44,7 +44,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import linalg
-from .objective1 import direct_sum, observed_part, selection_matrix
+from .objective1 import direct_sum, observed_part, selection_matrix, sum_over_clusters
 
 LOG_2PI = np.log(2.0 * np.pi)
 
@@ -117,10 +117,4 @@ def cluster_loglik(data, moments, j: int) -> float:
 
 def loglik(data, moments) -> float:
     """Sum of the cluster log-densities; -inf if some V_j is not admissible."""
-    total = 0.0
-    for j in range(data.n_clusters):
-        term = cluster_loglik(data, moments, j)
-        if term == -np.inf:
-            return -np.inf
-        total += term
-    return float(total)
+    return sum_over_clusters(cluster_loglik, data, moments)

@@ -48,20 +48,62 @@ from ..linalg import cholesky_inverse, inverse_update
 LOG_2PI = np.log(2.0 * np.pi)
 
 
+def complete_z_terms(moments):
+    """(Sigma_zz^{-1}, log|Sigma_zz|, H = Sigma_yz Sigma_zz^{-1}, Sigma_b.z) for a complete
+    z_j, once per evaluation; None if Sigma_zz is not positive definite."""
+    omega_z, logdet_z = cholesky_inverse(moments.sigma_zz)
+    if omega_z is None:
+        return None
+    h_full = moments.sigma_yz @ omega_z
+    return omega_z, logdet_z, h_full, moments.sigma_b - h_full @ moments.sigma_yz.T
+
+
+def between_terms(z_j, moments, complete):
+    """Step 2 for one cluster: (log|G Szz G'|, Sigma_j(b.z), g_j, q_zz_a, observed z),
+    or None if Sigma_zz[o, o] is not positive definite."""
+    observed_z = ~np.isnan(z_j)
+    n_z = int(observed_z.sum())
+    if n_z == 0:                                   # all z missing (or K = 0)
+        return 0.0, moments.sigma_b, np.zeros(moments.n_y), 0.0, 0
+    if n_z < observed_z.shape[0]:                  # some missing: update Sigma_zz^{-1}
+        omega_z, logdet_z = complete[0], complete[1]
+        zinv_j, z_logdet = inverse_update(moments.sigma_zz, omega_z, logdet_z, observed_z)
+        if np.isnan(z_logdet):
+            return None
+        h_j = moments.sigma_yz @ zinv_j
+        s_bz_j = moments.sigma_b - h_j @ moments.sigma_yz.T       # eq. (57)
+        delta_z = np.where(observed_z, z_j - moments.mu_z, 0.0)
+    else:                                          # complete: precomputed
+        zinv_j, z_logdet, h_j, s_bz_j = complete
+        delta_z = z_j - moments.mu_z
+    g_j = h_j @ delta_z                            # eq. (67)
+    return z_logdet, s_bz_j, g_j, delta_z @ zinv_j @ delta_z, n_z
+
+
+def cluster_term(w_logdet, a_j, p_j, q_yy_a, between, n_values):
+    """Step 3: the cluster's log-likelihood from its within sums and between terms."""
+    z_logdet, s_bz_j, g_j, q_zz_a, _ = between
+    ibza = np.eye(a_j.shape[0]) + s_bz_j @ a_j
+    ibza_logdet = linalg.ibza_logdet(ibza, s_bz_j)
+    if ibza_logdet is None:                        # V_j not positive definite
+        return -np.inf
+    solved = np.linalg.solve(ibza, np.column_stack((s_bz_j @ p_j, g_j)))
+    q_yy = q_yy_a - p_j @ solved[:, 0]                         # q_yy_a - q_yy_b
+    q_yz = -(p_j @ solved[:, 1])
+    q_zz = q_zz_a + g_j @ (a_j @ solved[:, 1])                 # q_zz_a + q_zz_b
+    v_logdet = z_logdet + w_logdet + ibza_logdet
+    return -0.5 * (n_values * LOG_2PI + v_logdet + q_zz + 2.0 * q_yz + q_yy)
+
+
 def loglik(data, moments) -> float:
-    mu_y, mu_z = moments.mu_y, moments.mu_z
-    sigma_w, sigma_b = moments.sigma_w, moments.sigma_b
-    sigma_zz, sigma_yz = moments.sigma_zz, moments.sigma_yz
+    mu_y, sigma_w = moments.mu_y, moments.sigma_w
     n_y = mu_y.shape[0]
-    identity = np.eye(n_y)
 
     # complete-data inverses and log-determinants, once per evaluation
     omega_w, logdet_w = cholesky_inverse(sigma_w)
-    omega_z, logdet_z = cholesky_inverse(sigma_zz)
-    if omega_w is None or omega_z is None:
+    complete = complete_z_terms(moments)
+    if omega_w is None or complete is None:
         return -np.inf
-    h_full = sigma_yz @ omega_z                    # Sigma_yz Sigma_zz^{-1}
-    sigma_b_z = sigma_b - h_full @ sigma_yz.T      # Sigma_b.z for a complete z_j
 
     total = 0.0
     for j in range(data.n_clusters):
@@ -90,41 +132,13 @@ def loglik(data, moments) -> float:
             q_yy_a += delta @ w_delta
 
         # ---- between: three cases for the observed part of z_j
-        z_j = data.z[j]
-        observed_z = ~np.isnan(z_j)
-        n_z = int(observed_z.sum())
-        if n_z == 0:                               # all z missing (or K = 0)
-            z_logdet = 0.0
-            s_bz_j = sigma_b
-            g_j = np.zeros(n_y)
-            q_zz_a = 0.0
-        else:
-            if n_z < observed_z.shape[0]:          # some missing: update Sigma_zz^{-1}
-                zinv_j, z_logdet = inverse_update(sigma_zz, omega_z, logdet_z, observed_z)
-                if np.isnan(z_logdet):
-                    return -np.inf
-                h_j = sigma_yz @ zinv_j
-                s_bz_j = sigma_b - h_j @ sigma_yz.T
-                delta_z = np.where(observed_z, z_j - mu_z, 0.0)
-            else:                                  # complete: precomputed
-                zinv_j, z_logdet, h_j, s_bz_j = omega_z, logdet_z, h_full, sigma_b_z
-                delta_z = z_j - mu_z
-            g_j = h_j @ delta_z                    # eq. (67)
-            q_zz_a = delta_z @ zinv_j @ delta_z
-        n_values += n_z
+        between = between_terms(data.z[j], moments, complete)
+        if between is None:
+            return -np.inf
 
         # ---- IBZA_j = I_P + Sigma_j(b.z) A_j and the quadratic forms (85)-(87)
-        ibza = identity + s_bz_j @ a_j
-        ibza_logdet = linalg.ibza_logdet(ibza, s_bz_j)
-        if ibza_logdet is None:  # V_j not positive definite
+        term = cluster_term(w_logdet, a_j, p_j, q_yy_a, between, n_values + between[4])
+        if term == -np.inf:
             return -np.inf
-        solved = np.linalg.solve(ibza, np.column_stack((s_bz_j @ p_j, g_j)))
-        q_yy_b = p_j @ solved[:, 0]
-        q_yz = -(p_j @ solved[:, 1])
-        q_zz_b = g_j @ (a_j @ solved[:, 1])
-        q_yy = q_yy_a - q_yy_b
-        q_zz = q_zz_a + q_zz_b
-
-        v_logdet = z_logdet + w_logdet + ibza_logdet
-        total += -0.5 * (n_values * LOG_2PI + v_logdet + q_zz + 2.0 * q_yz + q_yy)
+        total += term
     return float(total)

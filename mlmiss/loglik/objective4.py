@@ -15,11 +15,12 @@ q of cluster j with centred rows D_q (n_jq x P):
 (a complete pattern uses the precomputed Sigma_w^{-1}, as a complete row did in
 objective 3).
 
-Everything after the within part is objective 3: the three cases for z_j, Sigma_j(b.z)
-(eq. 57), g_j (eq. 67), IBZA_j = I_P + Sigma_j(b.z) A_j and the singular-safe forms
-(85)-(87), with q_zz_a = delta_z' Sigma_j^zz delta_z now computed in the between part.
-NY and NZ count the observed values of the cluster at the two levels (NY from the
-pattern sizes times their frequencies); P_j = NY + NZ gives the cluster's constant.
+Everything after the within part is objective 3's, reused from there
+(:func:`.objective3.between_terms`, :func:`.objective3.cluster_term`): the three cases
+for z_j, Sigma_j(b.z) (eq. 57), g_j (eq. 67), IBZA_j = I_P + Sigma_j(b.z) A_j and the
+singular-safe forms (85)-(87). NY and NZ count the observed values of the cluster at
+the two levels (NY from the pattern sizes times their frequencies); P_j = NY + NZ
+gives the cluster's constant.
 
 Returns -inf when some V_j is not positive definite: I + Sigma_j(b.z) A_j must have
 positive eigenvalues (:func:`mlmiss.linalg.ibza_logdet`). Sigma_w and Sigma_zz are
@@ -30,31 +31,24 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import linalg
 from ..linalg import cholesky_inverse, inverse_update
+from .objective3 import between_terms, cluster_term, complete_z_terms
 
-LOG_2PI = np.log(2.0 * np.pi)
 
 
 def loglik(data, moments) -> float:
-    mu_y, mu_z = moments.mu_y, moments.mu_z
-    sigma_w, sigma_b = moments.sigma_w, moments.sigma_b
-    sigma_zz, sigma_yz = moments.sigma_zz, moments.sigma_yz
+    mu_y, sigma_w = moments.mu_y, moments.sigma_w
     n_y = mu_y.shape[0]
-    identity = np.eye(n_y)
     l1 = data.level1
 
     # complete-data inverses and log-determinants, once per evaluation
     omega_w, logdet_w = cholesky_inverse(sigma_w)
-    omega_z, logdet_z = cholesky_inverse(sigma_zz)
-    if omega_w is None or omega_z is None:
+    complete = complete_z_terms(moments)
+    if omega_w is None or complete is None:
         return -np.inf
-    h_full = sigma_yz @ omega_z                    # Sigma_yz Sigma_zz^{-1}
-    sigma_b_z = sigma_b - h_full @ sigma_yz.T      # Sigma_b.z for a complete z_j
 
     # pre-centred data, zeros where missing
     y_centred = np.nan_to_num(data.y - mu_y, nan=0.0)
-    z_centred = np.nan_to_num(data.z - mu_z, nan=0.0)
     pattern_size = l1.observed.sum(axis=1)         # observed values per level-1 pattern
 
     total = 0.0
@@ -82,40 +76,12 @@ def loglik(data, moments) -> float:
             q_yy_a += np.vdot(wd_q, d_q)
             n_values_y += freq * pattern_size[pattern]
 
-        # ---- between: three cases for the observed part of z_j
-        observed_z = ~np.isnan(data.z[j])
-        n_values_z = int(observed_z.sum())         # NZ
-        if n_values_z == 0:                        # all z missing (or K = 0)
-            z_logdet = 0.0
-            s_bz_j = sigma_b
-            g_j = np.zeros(n_y)
-            q_zz_a = 0.0
-        else:
-            if n_values_z < observed_z.shape[0]:   # some missing: update Sigma_zz^{-1}
-                zinv_j, z_logdet = inverse_update(sigma_zz, omega_z, logdet_z, observed_z)
-                if np.isnan(z_logdet):
-                    return -np.inf
-                h_j = sigma_yz @ zinv_j
-                s_bz_j = sigma_b - h_j @ sigma_yz.T
-            else:                                  # complete: precomputed
-                zinv_j, z_logdet, h_j, s_bz_j = omega_z, logdet_z, h_full, sigma_b_z
-            delta_z = z_centred[j]
-            g_j = h_j @ delta_z                    # eq. (67)
-            q_zz_a = delta_z @ zinv_j @ delta_z
-
-        # ---- IBZA_j = I_P + Sigma_j(b.z) A_j and the quadratic forms (85)-(87)
-        ibza = identity + s_bz_j @ a_j
-        ibza_logdet = linalg.ibza_logdet(ibza, s_bz_j)
-        if ibza_logdet is None:  # V_j not positive definite
+        # ---- between (NZ = between[4]) and the cluster's term: as in objective 3
+        between = between_terms(data.z[j], moments, complete)
+        if between is None:
             return -np.inf
-        solved = np.linalg.solve(ibza, np.column_stack((s_bz_j @ p_j, g_j)))
-        q_yy_b = p_j @ solved[:, 0]
-        q_yz = -(p_j @ solved[:, 1])
-        q_zz_b = g_j @ (a_j @ solved[:, 1])
-        q_yy = q_yy_a - q_yy_b
-        q_zz = q_zz_a + q_zz_b
-
-        v_logdet = z_logdet + w_logdet + ibza_logdet
-        n_values = n_values_y + n_values_z         # P_j
-        total += -0.5 * (n_values * LOG_2PI + v_logdet + q_zz + 2.0 * q_yz + q_yy)
+        term = cluster_term(w_logdet, a_j, p_j, q_yy_a, between, n_values_y + between[4])
+        if term == -np.inf:
+            return -np.inf
+        total += term
     return float(total)

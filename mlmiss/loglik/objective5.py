@@ -214,6 +214,48 @@ def between_patterns(sigma_b, sigma_zz, sigma_yz, bidx, observed,
     return True
 
 
+@njit(cache=True, fastmath=FAST)
+def cluster_blocks(j, q, mu_z, z, zinv, h, cluster_pair_ptr, pair_pattern, pair_freq, pair_sum,
+                   wb, wbb, wmub, a_flat, pj, dz, zd, g):
+    """Step 2 and the start of step 4 for cluster j (level-2 pattern q), into buffers:
+    A_j (flat, a_flat) and p_j from the cluster's pairs (eq. 61), delta_z (zeros where
+    missing), zd = Sigma_j^zz delta_z and g_j = H delta_z (eq. 67). Returns
+    q_zz_a = delta_z' Sigma_j^zz delta_z."""
+    k = z.shape[1]
+    nb = wmub.shape[1]
+    p = wb.shape[2]
+    # A_j = sum n_jp W_p[B, B], p_j = sum W_p[B, :] (s_jp - n_jp mu_y)
+    for t in range(nb * nb):
+        a_flat[t] = 0.0
+    for e in range(nb):
+        pj[e] = 0.0
+    for pair in range(cluster_pair_ptr[j], cluster_pair_ptr[j + 1]):
+        pat = pair_pattern[pair]
+        m = pair_freq[pair]
+        for e in range(nb):
+            t = 0.0
+            for b in range(p):
+                t += wb[pat, e, b] * pair_sum[pair, b]
+            pj[e] += t - m * wmub[pat, e]
+        for t in range(nb * nb):
+            a_flat[t] += m * wbb[pat, t]
+    for c in range(k):
+        dz[c] = 0.0 if np.isnan(z[j, c]) else z[j, c] - mu_z[c]
+    qzz_a = 0.0
+    for a in range(k):
+        t = 0.0
+        for b in range(k):
+            t += zinv[q, a, b] * dz[b]
+        zd[a] = t
+        qzz_a += dz[a] * t
+    for e in range(nb):
+        t = 0.0
+        for c in range(k):
+            t += h[q, e, c] * dz[c]
+        g[e] = t
+    return qzz_a
+
+
 @njit(cache=True, fastmath=FAST, parallel=True)
 def cluster_terms(mu_z, z, cluster_pattern, zinv, zlogdet, h, s_bz, r_bz, rank_bz, s_inv,
                   s_logdet, s_inv_h, cluster_pair_ptr, pair_pattern, pair_freq, pair_sum,
@@ -254,11 +296,11 @@ def cluster_chunk(first, last, mu_z, z, cluster_pattern, zinv, zlogdet, h, s_bz,
     """
     k = z.shape[1]
     nb = wmub.shape[1]
-    p = wb.shape[2]
     a_flat = np.empty(nb * nb)
     aj = a_flat.reshape((nb, nb))
     pj = np.empty(nb)
     dz = np.empty(k)
+    zd = np.empty(k)
     g = np.empty(nb)
     ag = np.empty(nb)
     ar = np.empty((nb, nb))
@@ -269,35 +311,9 @@ def cluster_chunk(first, last, mu_z, z, cluster_pattern, zinv, zlogdet, h, s_bz,
     y = np.empty(nb)
     total = 0.0
     for j in range(first, last):
-        # step 2: A_j = sum n_jp W_p[B, B], p_j = sum W_p[B, :] (s_jp - n_jp mu_y)  (eq. 61)
-        for t in range(nb * nb):
-            a_flat[t] = 0.0
-        for e in range(nb):
-            pj[e] = 0.0
-        for pair in range(cluster_pair_ptr[j], cluster_pair_ptr[j + 1]):
-            pat = pair_pattern[pair]
-            m = pair_freq[pair]
-            for e in range(nb):
-                t = 0.0
-                for b in range(p):
-                    t += wb[pat, e, b] * pair_sum[pair, b]
-                pj[e] += t - m * wmub[pat, e]
-            for t in range(nb * nb):
-                a_flat[t] += m * wbb[pat, t]
         q = cluster_pattern[j]
-        for c in range(k):
-            dz[c] = 0.0 if np.isnan(z[j, c]) else z[j, c] - mu_z[c]
-        qzz_a = 0.0
-        for a in range(k):
-            s = 0.0
-            for b in range(k):
-                s += zinv[q, a, b] * dz[b]
-            qzz_a += dz[a] * s
-        for e in range(nb):
-            s = 0.0
-            for c in range(k):
-                s += h[q, e, c] * dz[c]
-            g[e] = s
+        qzz_a = cluster_blocks(j, q, mu_z, z, zinv, h, cluster_pair_ptr, pair_pattern, pair_freq,
+                               pair_sum, wb, wbb, wmub, a_flat, pj, dz, zd, g)
         if not np.isnan(s_logdet[q]):
             # McDonald's form: M_j = S (S^{-1} + A_j), Ms = S^{-1} + A_j = K K'
             for e in range(nb):

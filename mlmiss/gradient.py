@@ -535,17 +535,6 @@ def within_backward(mu_y, omega_w, bidx, tree_var, tree_depth, tree_pattern, fre
 
 
 # ---------------------------------------------------------------- public API
-def _gradient_moments(mu_y, mu_z, sigma_w, sigma_b, sigma_zz, sigma_yz) -> Moments:
-    """A Moments holding derivatives (no moment-consistency checks apply to them)."""
-    out = object.__new__(Moments)
-    for name, arr in zip(("mu_y", "mu_z", "sigma_w", "sigma_b", "sigma_zz", "sigma_yz"),
-                         (mu_y, mu_z, sigma_w, sigma_b, sigma_zz, sigma_yz)):
-        arr = np.ascontiguousarray(arr, dtype=float)
-        arr.setflags(write=False)
-        object.__setattr__(out, name, arr)
-    return out
-
-
 def loglik_and_gradient(data, moments):
     """(log-likelihood, gradient) in one pass; the gradient is ``None`` where the
     log-likelihood is -inf (the moments are not admissible).
@@ -612,7 +601,7 @@ def loglik_and_gradient(data, moments):
     sigma_b[np.ix_(bidx, bidx)] = 0.5 * (g_sb + g_sb.T)
     sigma_yz = np.zeros((p, k))
     sigma_yz[bidx, :] = g_syz
-    gradient = _gradient_moments(g_mu_y, g_mu_z, g_sw, sigma_b, 0.5 * (g_szz + g_szz.T), sigma_yz)
+    gradient = Moments.unchecked(g_mu_y, g_mu_z, g_sw, sigma_b, 0.5 * (g_szz + g_szz.T), sigma_yz)
     return value, gradient
 
 

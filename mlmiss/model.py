@@ -30,9 +30,12 @@ The Jacobian is analytic. With dA = A dB A:
 so a free B[k, l] moves Sigma_o by a_k s_l' + s_l a_k' (a_k = A[o, k],
 s_l = Sigma_all[l, o]) and mu_o by a_k mu_all[l]; a free Psi[k, l] moves Sigma_o by
 a_k a_l' + a_l a_k' (a_k a_k' on the diagonal); a free alpha[k] moves mu_o by a_k.
-All entries of a level are done at once as outer products; a 0/1 matrix adds the
-entries that share a free index (equal labels), and fixed index maps scatter each
-level's rows into the flattened moments.
+All free entries of a level are done at once, as one batched product
+[u v] [v u]' per block of the moments; the observed variables sit on a padded axis
+laid out like the Moments blocks, so each block lands in a contiguous slice of the
+flattened moments (only entries sharing a free index within a level, through equal
+labels, need an extra 0/1 sum). For a recursive model B is nilpotent, and
+A = I + B + ... + B^d with d the longest directed path, found once from the table.
 
 Flattening (:func:`flatten_moments`): ``mu_y, mu_z, sigma_w, sigma_b, sigma_zz,
 sigma_yz``, each matrix whole (both triangles), C order. The gradient blocks of
@@ -92,12 +95,54 @@ def _rows_frame(rows) -> pd.DataFrame:
     return out
 
 
+def _nilpotency_depth(n, rows, cols) -> int:
+    """Longest path in the graph with an edge j -> i for each possibly nonzero B[i, j]:
+    then B^(d+1) = 0 and (I - B)^{-1} = I + B + ... + B^d. -1 if the graph has a cycle
+    (a nonrecursive model), where the inverse has to be computed."""
+    children = [[] for _ in range(n)]
+    indegree = np.zeros(n, dtype=np.int64)
+    for i, j in zip(rows, cols):
+        children[j].append(i)
+        indegree[i] += 1
+    depth = np.zeros(n, dtype=np.int64)
+    ready = [v for v in range(n) if indegree[v] == 0]
+    done = 0
+    while ready:
+        v = ready.pop()
+        done += 1
+        for c in children[v]:
+            depth[c] = max(depth[c], depth[v] + 1)
+            indegree[c] -= 1
+            if indegree[c] == 0:
+                ready.append(c)
+    if done < n:
+        return -1
+    return int(depth.max()) if n else 0
+
+
 @dataclass
 class _Level:
-    """One level's RAM matrices: fixed parts, and where the free entries go."""
+    """One level's RAM matrices (fixed parts; where the free entries go) and how its
+    observed moments land in the flattened moments vector.
 
-    names: list            # observed (in moment order) then latent variables
-    n_obs: int
+    The level's observed variables are laid out on a padded axis of length ``dim``:
+    P for level 1 (y order), P + K for level 2 (y order, zero for within-only
+    variables, then z), so the implied moments and their derivatives come out
+    directly in the blocks of :class:`mlmiss.Moments`.
+
+    Jacobian bookkeeping: free entry e moves Sigma_o by u_e v_e' + v_e u_e' and mu_o
+    by m_e. With G = [A_o'; Sigma_all[:, o]; A_o' / 2; 0] (rows of length dim),
+    (u_e, v_e) = G[g_idx[2e]], G[g_idx[2e + 1]], and m_e = A_o'[m_idx[e]] c[c_idx[e]]
+    with c = [mu_all, 0, 1]:
+
+        B[k, l]             u = a_k,  v = s_l,      m = a_k mu_all[l]
+        Psi[k, l], k != l   u = a_k,  v = a_l,      m = 0
+        Psi[k, k]           u = a_k,  v = a_k / 2,  m = 0
+        alpha[k]            u = v = 0,              m = a_k
+    """
+
+    names: list             # observed, then latent variables
+    sel: np.ndarray         # (n, dim) 0/1: observed variable -> its padded position
     b0: np.ndarray          # fixed B, free entries zero
     psi0: np.ndarray
     alpha0: np.ndarray
@@ -107,12 +152,20 @@ class _Level:
     psi_row: np.ndarray     # free Psi entries (set in both triangles)
     psi_col: np.ndarray
     psi_par: np.ndarray
-    psi_half: np.ndarray    # 0.5 on the diagonal (a_k a_k' counted once), else 1
     alpha_row: np.ndarray
     alpha_par: np.ndarray
-    par_map: np.ndarray     # (entries, npar) 0/1: entries in order B, Psi, alpha
-    keep: np.ndarray        # rows of [mu_o; vec Sigma_o] that enter the moments vector
-    target: np.ndarray      # ... and where they go
+    depth: int              # (I - B)^{-1} = sum_{k <= depth} B^k; -1: invert
+    g_idx: np.ndarray
+    m_idx: np.ndarray
+    c_idx: np.ndarray
+    pars: np.ndarray        # free index of each entry (order: B, Psi, alpha), or of each
+    reduce: np.ndarray | None  # ... distinct one, with reduce (distinct, entries) summing
+    mu_offset: int          # padded mean -> vector[mu_offset:mu_offset + dim]
+    blocks: list            # (rows, cols, offset): Sigma_pad[rows, cols] -> vector[offset:]
+    assign: bool = True     # no parameter shared with the other level: write, not add
+
+    def __post_init__(self):
+        self.eye = np.eye(self.n)
 
     @property
     def n(self) -> int:
@@ -132,48 +185,62 @@ class _Level:
         alpha[self.alpha_row] = theta[self.alpha_par]
         return b, psi, alpha
 
-    def forward(self, theta):
-        """A[:, o], Sigma_all[:, o], mu_all and the level's moment vector [mu_o; vec Sigma_o]."""
-        n, o = self.n, self.n_obs
-        b, psi, alpha = self.matrices(theta)
-        if n == 0:
-            return None, None, None, np.zeros(0)
-        try:
-            a = np.linalg.inv(np.eye(n) - b)
-        except np.linalg.LinAlgError:
-            raise ModelError("I - B is singular at this theta (a nonrecursive loop with gain 1)") from None
-        a_o = a[:o]                              # A[o, :]
-        s_cols = a @ (psi @ a_o.T)               # Sigma_all[:, o]
-        mu_all = a @ alpha
-        sigma_o = s_cols[:o]
-        sigma_o = 0.5 * (sigma_o + sigma_o.T)
-        vec = np.concatenate([mu_all[:o], sigma_o.ravel()])
-        return a_o, s_cols, mu_all, vec
+    def inverse(self, b):
+        """A = (I - B)^{-1}."""
+        if self.depth < 0:
+            try:
+                return np.linalg.inv(self.eye - b)
+            except np.linalg.LinAlgError:
+                raise ModelError("I - B is singular at this theta") from None
+        a = self.eye + b if self.depth >= 1 else self.eye.copy()
+        for _ in range(self.depth - 1):         # Horner: I + B (I + B (...))
+            a = b @ a
+            a += self.eye
+        return a
 
-    def jacobian(self, a_o, s_cols, mu_all):
-        """d[mu_o; vec Sigma_o][keep] / dtheta, (len(keep), npar)."""
-        o = self.n_obs
-        nb, npsi = self.b_row.size, self.psi_row.size
+    def forward(self, theta, out):
+        """Add this level's moments into ``out``; return what the Jacobian needs:
+        A[o, :]' and Sigma_all[:, o] on the padded axis (n x dim), and mu_all."""
+        if self.n == 0:
+            return None, None, None
+        b, psi, alpha = self.matrices(theta)
+        a = self.inverse(b)
+        a_pad = a.T @ self.sel              # A[o, :]' on the padded axis
+        pa = psi @ a_pad
+        s_pad = a @ pa                      # Sigma_all[:, o]
+        sigma = a_pad.T @ pa                # Sigma_o
+        sigma += sigma.T
+        sigma *= 0.5
+        mu_all = a @ alpha
+        dim = self.sel.shape[1]
+        out[self.mu_offset:self.mu_offset + dim] += alpha @ a_pad
+        for rows, cols, offset in self.blocks:
+            blk = sigma[rows, cols]
+            out[offset:offset + blk.size] = blk.ravel()
+        return a_pad, s_pad, mu_all
+
+    def jacobian_into(self, jt, a_pad, s_pad, mu_all):
+        """Put d moments / d theta into jt (npar x n_moments, the transposed Jacobian)."""
         e = self.n_entries
         if e == 0:
-            return np.zeros((self.keep.size, self.par_map.shape[1]))
-        # each entry moves Sigma_o by u v' + v u' and mu_o by m
-        u = np.empty((o, e))
-        v = np.empty((o, e))
-        m = np.zeros((o, e))
-        ak = a_o[:, self.b_row]
-        u[:, :nb] = ak
-        v[:, :nb] = s_cols[self.b_col].T
-        m[:, :nb] = ak * mu_all[self.b_col]
-        u[:, nb:nb + npsi] = a_o[:, self.psi_row] * self.psi_half
-        v[:, nb:nb + npsi] = a_o[:, self.psi_col]
-        u[:, nb + npsi:] = 0.0
-        v[:, nb + npsi:] = 0.0
-        m[:, nb + npsi:] = a_o[:, self.alpha_row]
-        ds = u[:, None, :] * v[None, :, :]
-        ds += ds.transpose(1, 0, 2)
-        d = np.concatenate([m, ds.reshape(o * o, e)])
-        return d[self.keep] @ self.par_map
+            return
+        dim = a_pad.shape[1]
+        g = np.concatenate([a_pad, s_pad, 0.5 * a_pad, np.zeros((1, dim))])
+        w = g[self.g_idx].reshape(e, 2, dim)           # rows u_e, v_e
+        uv = w.transpose(0, 2, 1)                      # (e, dim, 2): [u v]
+        vu = w[:, ::-1, :]                             # (e, 2, dim): [v; u]
+        c = np.concatenate([mu_all, (0.0, 1.0)])
+        m = a_pad[self.m_idx] * c[self.c_idx, None]
+        parts = [(self.mu_offset, m)]
+        for rows, cols, offset in self.blocks:
+            parts.append((offset, np.matmul(uv[:, rows, :], vu[:, :, cols]).reshape(e, -1)))
+        for offset, x in parts:
+            if self.reduce is not None:
+                x = self.reduce @ x
+            if self.assign:
+                jt[self.pars, offset:offset + x.shape[1]] = x
+            else:
+                jt[self.pars, offset:offset + x.shape[1]] += x
 
 
 class TwoLevelModel:
@@ -281,39 +348,28 @@ class TwoLevelModel:
         self.n_moments = pos
 
         y_index = {v: i for i, v in enumerate(self.y_names)}
-        z_index = {v: i for i, v in enumerate(self.z_names)}
-        # level 1: observed = y_names in order; everything lands
-        keep1 = np.arange(p + p * p)
-        target1 = np.concatenate([np.arange(p), self.offsets["sigma_w"] + np.arange(p * p)])
-        # level 2: observed = both (y order), then z; Cov(z, y_b) rows are duplicates
-        names2 = self.both_names + self.z_names
-        n2 = len(names2)
-        where = [("y", y_index[v]) for v in self.both_names] + [("z", z_index[v]) for v in self.z_names]
-        keep2, target2 = [], []
-        for i, (ki, ii) in enumerate(where):
-            keep2.append(i)
-            target2.append(ii if ki == "y" else self.offsets["mu_z"] + ii)
-        for i, (ki, ii) in enumerate(where):
-            for j, (kj, jj) in enumerate(where):
-                row = n2 + i * n2 + j
-                if ki == "y" and kj == "y":
-                    t = self.offsets["sigma_b"] + ii * p + jj
-                elif ki == "z" and kj == "z":
-                    t = self.offsets["sigma_zz"] + ii * k + jj
-                elif ki == "y" and kj == "z":
-                    t = self.offsets["sigma_yz"] + ii * k + jj
-                else:
-                    continue
-                keep2.append(row)
-                target2.append(t)
+        o = self.offsets
+        rows_y, rows_z = slice(0, p), slice(p, p + k)
+        # level 1: observed = y_names, padded axis = y; Sigma -> sigma_w
+        pad1 = list(range(p))
+        blocks1 = [(rows_y, rows_y, o["sigma_w"])]
+        # level 2: observed = "both" (y order) then z; padded axis = y (zero rows for
+        # within-only variables) then z; Sigma -> sigma_b, sigma_zz, sigma_yz
+        pad2 = [y_index[v] for v in self.both_names] + [p + i for i in range(k)]
+        blocks2 = [(rows_y, rows_y, o["sigma_b"])]
+        if k:
+            blocks2 += [(rows_z, rows_z, o["sigma_zz"]), (rows_y, rows_z, o["sigma_yz"])]
         self._levels = (
-            self._build_level(1, list(self.y_names) + latent[1], p, keep1, target1),
-            self._build_level(2, names2 + latent[2], n2, np.array(keep2, dtype=np.int64),
-                              np.array(target2, dtype=np.int64)),
+            self._build_level(1, list(self.y_names) + latent[1], pad1, p, 0, blocks1),
+            self._build_level(2, self.both_names + self.z_names + latent[2], pad2, p + k, 0, blocks2),
         )
+        self._last = None
+        shared = set(self._levels[0].pars.tolist()) & set(self._levels[1].pars.tolist())
+        for lev in self._levels:
+            lev.assign = not shared
 
     # ------------------------------------------------------------------ construction
-    def _build_level(self, lev, names, n_obs, keep, target) -> _Level:
+    def _build_level(self, lev, names, pad, dim, mu_offset, blocks) -> _Level:
         n = len(names)
         index = {v: i for i, v in enumerate(names)}
         b0, psi0, alpha0 = np.zeros((n, n)), np.zeros((n, n)), np.zeros(n)
@@ -358,16 +414,35 @@ class TwoLevelModel:
         b_row, b_col, b_par = arrays(entries["B"])
         psi_row, psi_col, psi_par = arrays(entries["Psi"])
         alpha_row, _, alpha_par = arrays(entries["alpha"])
+        nb, npsi, nal = b_row.size, psi_row.size, alpha_row.size
+        zero = 3 * n                                    # the zero row of G
+        g_idx = np.empty((nb + npsi + nal, 2), dtype=np.int64)
+        g_idx[:nb, 0], g_idx[:nb, 1] = b_row, n + b_col
+        diag = psi_row == psi_col
+        g_idx[nb:nb + npsi, 0] = psi_row
+        g_idx[nb:nb + npsi, 1] = np.where(diag, 2 * n + psi_col, psi_col)
+        g_idx[nb + npsi:] = zero
+        m_idx = np.concatenate([b_row, psi_row, alpha_row])
+        c_idx = np.concatenate([b_col, np.full(npsi, n), np.full(nal, n + 1)]).astype(np.int64)
+        # B's possible nonzeros: free entries and fixed nonzero ones
+        fixed_i, fixed_j = np.nonzero(b0)
+        depth = _nilpotency_depth(n, np.concatenate([b_row, fixed_i]), np.concatenate([b_col, fixed_j]))
+
         pars = np.concatenate([b_par, psi_par, alpha_par])
-        par_map = np.zeros((pars.size, self.npar))
-        par_map[np.arange(pars.size), pars] = 1.0
+        distinct = np.unique(pars)
+        reduce = None
+        if distinct.size < pars.size:       # equal labels within the level: sum their columns
+            reduce = (distinct[:, None] == pars[None, :]).astype(float)
+            pars = distinct
+        sel = np.zeros((n, dim))
+        sel[np.arange(len(pad)), pad] = 1.0
         return _Level(
-            names=names, n_obs=n_obs, b0=b0, psi0=psi0, alpha0=alpha0,
+            names=names, sel=sel, b0=b0, psi0=psi0, alpha0=alpha0,
             b_row=b_row, b_col=b_col, b_par=b_par,
             psi_row=psi_row, psi_col=psi_col, psi_par=psi_par,
-            psi_half=np.where(psi_row == psi_col, 0.5, 1.0),
-            alpha_row=alpha_row, alpha_par=alpha_par, par_map=par_map,
-            keep=np.asarray(keep, dtype=np.int64), target=np.asarray(target, dtype=np.int64),
+            alpha_row=alpha_row, alpha_par=alpha_par, depth=depth,
+            g_idx=g_idx.ravel(), m_idx=m_idx, c_idx=c_idx, pars=pars, reduce=reduce,
+            mu_offset=mu_offset, blocks=blocks,
         )
 
     # ------------------------------------------------------------------ evaluation
@@ -383,49 +458,58 @@ class TwoLevelModel:
         b, psi, alpha = lev.matrices(self._theta(theta))
         return list(lev.names), b, psi, alpha
 
+    def _forward(self, theta):
+        """Moments vector and per-level Jacobian inputs; the last theta's pass is kept,
+        so ``moments(theta)`` followed by ``jacobian(theta)`` runs the levels once."""
+        key = theta.tobytes()
+        last = self._last
+        if last is not None and last[0] == key:
+            return last[1].copy(), last[2]
+        out = np.zeros(self.n_moments)
+        fwds = [lev.forward(theta, out) for lev in self._levels]
+        self._last = (key, out.copy(), fwds)
+        return out, fwds
+
     def moments_vector(self, theta) -> np.ndarray:
         """The implied moments, flattened (see :func:`flatten_moments`)."""
-        theta = self._theta(theta)
-        out = np.zeros(self.n_moments)
-        for lev in self._levels:
-            vec = lev.forward(theta)[3]
-            out[lev.target] += vec[lev.keep]
-        return out
+        return self._forward(self._theta(theta))[0]
 
-    def moments_from_vector(self, vec) -> Moments:
-        """Unflatten a vector laid out like :meth:`moments_vector` into Moments."""
+    def moments_from_vector(self, vec, symmetrize: bool = True) -> Moments:
+        """Unflatten a vector laid out like :meth:`moments_vector` into Moments (the
+        symmetric blocks averaged with their transposes unless ``symmetrize=False``;
+        the model's own vectors are exactly symmetric already)."""
         p, k = len(self.y_names), len(self.z_names)
         vec = np.asarray(vec, dtype=float)
         o = self.offsets
         sw = vec[o["sigma_w"]:o["sigma_w"] + p * p].reshape(p, p)
         sb = vec[o["sigma_b"]:o["sigma_b"] + p * p].reshape(p, p)
         szz = vec[o["sigma_zz"]:o["sigma_zz"] + k * k].reshape(k, k)
-        return Moments(
-            vec[:p], vec[p:p + k],
-            0.5 * (sw + sw.T), 0.5 * (sb + sb.T), 0.5 * (szz + szz.T),
-            vec[o["sigma_yz"]:o["sigma_yz"] + p * k].reshape(p, k),
-        )
+        syz = vec[o["sigma_yz"]:o["sigma_yz"] + p * k].reshape(p, k)
+        if symmetrize:
+            sw, sb, szz = 0.5 * (sw + sw.T), 0.5 * (sb + sb.T), 0.5 * (szz + szz.T)
+            return Moments(vec[:p], vec[p:p + k], sw, sb, szz, syz)
+        # the model's own vectors satisfy the moment rules by construction
+        return Moments.unchecked(vec[:p], vec[p:p + k], sw, sb, szz, syz)
 
     def moments(self, theta) -> Moments:
         """The model-implied :class:`mlmiss.Moments` at theta."""
-        return self.moments_from_vector(self.moments_vector(theta))
+        return self.moments_from_vector(self.moments_vector(theta), symmetrize=False)
 
     def moments_vector_and_jacobian(self, theta):
-        """(moments_vector(theta), jacobian(theta)) from one pass."""
-        theta = self._theta(theta)
-        out = np.zeros(self.n_moments)
-        jac = np.zeros((self.n_moments, self.npar))
-        for lev in self._levels:
-            a_o, s_cols, mu_all, vec = lev.forward(theta)
-            out[lev.target] += vec[lev.keep]
-            if lev.n_entries:
-                jac[lev.target] += lev.jacobian(a_o, s_cols, mu_all)
-        return out, jac
+        """(moments_vector(theta), jacobian(theta)) from one pass. The Jacobian is
+        returned as the transpose of a C-ordered (npar, n_moments) array, so
+        ``J.T @ g`` runs over contiguous rows."""
+        out, fwds = self._forward(self._theta(theta))
+        jt = np.zeros((self.npar, self.n_moments))
+        for lev, fwd in zip(self._levels, fwds):
+            if fwd[0] is not None:
+                lev.jacobian_into(jt, *fwd)
+        return out, jt.T
 
     def moments_and_jacobian(self, theta):
         """(Moments, Jacobian) from one pass."""
         vec, jac = self.moments_vector_and_jacobian(theta)
-        return self.moments_from_vector(vec), jac
+        return self.moments_from_vector(vec, symmetrize=False), jac
 
     def jacobian(self, theta) -> np.ndarray:
         """d moments_vector / d theta, shape (n_moments, npar), analytic."""

@@ -126,6 +126,18 @@ class Moments:
         return {name: getattr(self, name) for name in _FIELDS}
 
     @classmethod
+    def unchecked(cls, mu_y, mu_z, sigma_w, sigma_b, sigma_zz, sigma_yz) -> "Moments":
+        """Build without validation, for arrays that are right by construction (a
+        model's implied moments inside an optimizer, or a gradient, whose blocks need
+        not satisfy the moment rules). The arrays are still copied and made read-only."""
+        out = object.__new__(cls)
+        for name, arr in zip(_FIELDS, (mu_y, mu_z, sigma_w, sigma_b, sigma_zz, sigma_yz)):
+            arr = np.array(arr, dtype=float, order="C")
+            arr.setflags(write=False)
+            object.__setattr__(out, name, arr)
+        return out
+
+    @classmethod
     def from_dict(cls, d) -> "Moments":
         """Build from a mapping with the six field names (extra keys are ignored)."""
         return cls(*(d[name] for name in _FIELDS))

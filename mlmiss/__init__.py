@@ -6,6 +6,8 @@ Data flow: ``DataFrame -> TwoLevelData -> Moments -> loglik / loglik_gradient``.
 import importlib
 
 from .data import TwoLevelData
+from .estimate import ConvergenceWarning, sem
+from .fit import Fit
 from .errors import DataError, MomentsError, SingularMatrixError
 from .gradient import InadmissibleMomentsError, loglik_and_gradient, loglik_gradient
 from .loglik import METHODS, loglik
@@ -13,7 +15,7 @@ from .moments import Moments
 
 __version__ = "0.1.0"
 
-__all__ = ["TwoLevelData", "Moments", "loglik", "loglik_gradient", "loglik_and_gradient", "METHODS",
+__all__ = ["sem", "Fit", "ConvergenceWarning", "TwoLevelData", "Moments", "loglik", "loglik_gradient", "loglik_and_gradient", "METHODS",
            "DataError", "MomentsError", "SingularMatrixError", "InadmissibleMomentsError", "datasets"]
 
 

@@ -23,6 +23,7 @@ from threadpoolctl import threadpool_limits
 
 from .data import TwoLevelData
 from .fit import Fit
+from .fixed_x import covariate_names, drop_incomplete, fill_covariate_rows
 from .gradient import loglik_and_gradient
 from .hessian import hessian_from_gradient
 from .model import TwoLevelModel, flatten_gradient
@@ -60,19 +61,27 @@ def sem(model: str, data, cluster: str, fixed_x: bool = False, start=None,
     cluster : the cluster-id column.
     fixed_x : lavaan's ``fixed.x``; the default False treats exogenous observed
         variables as random (their means, variances and covariances are estimated).
+        True fixes them at their sample moments and reports the conditional
+        log-likelihood, as lavaan does (:mod:`mlmiss.fixed_x`).
     start : optional theta to start from (default: :func:`mlmiss.start.start_values`).
     optimizer : "trust-exact" (default) or "L-BFGS-B".
     maxiter, gtol : the optimizer's iteration limit and gradient tolerance (on the
         scaled objective -logl / N).
     """
-    if fixed_x:
-        raise NotImplementedError("fixed_x=True (lavaan's conditional likelihood) is not supported yet")
     partable = parameter_table(model, fixed_x=fixed_x)
+    table = partable.table
+    x_within, x_between = covariate_names(table) if fixed_x else ([], [])
     if not isinstance(data, TwoLevelData):
         check_variables(partable, list(data.columns))
+        if fixed_x:
+            data = drop_incomplete(data, cluster, x_within, x_between)
         data = TwoLevelData.from_frame(data, cluster, y=list(partable.y_names),
                                        z=list(partable.z_names))
-    twolevel = TwoLevelModel(partable.table, list(partable.y_names), list(partable.z_names))
+    marginal = 0.0
+    if fixed_x:
+        table, marginal = fill_covariate_rows(table, data, x_within, x_between)
+        partable.table = table
+    twolevel = TwoLevelModel(table, list(partable.y_names), list(partable.z_names))
     theta0 = start_values(partable, data) if start is None else np.asarray(start, dtype=float)
     f_and_grad = objective(twolevel, data)
 
@@ -92,10 +101,11 @@ def sem(model: str, data, cluster: str, fixed_x: bool = False, start=None,
         else:
             raise ValueError(f"unknown optimizer {optimizer!r}; use 'trust-exact' or 'L-BFGS-B'")
     seconds = time.perf_counter() - began
+    joint = -result.fun * data.n_obs
     fit = Fit(partable=partable, model=twolevel, data=data, theta=result.x,
-              loglik=-result.fun * data.n_obs, converged=bool(result.success),
+              loglik=joint - marginal, converged=bool(result.success),
               iterations=int(result.nit), message=str(result.message), optimizer=optimizer,
-              seconds=seconds)
+              seconds=seconds, extra={"joint_loglik": joint, "fixed_x": fixed_x})
     if not fit.converged:
         warnings.warn(f"the optimizer did not converge: {result.message}", ConvergenceWarning,
                       stacklevel=2)

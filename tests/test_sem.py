@@ -92,8 +92,25 @@ def test_unknown_variable_is_named():
         mlmiss.sem(model, df, cluster="cluster")
 
 
-def test_fixed_x_true_is_refused_for_now():
+def test_fixed_x_true_matches_lavaan():
+    """lavaan's default fixed.x = TRUE: covariates fixed, conditional log-likelihood."""
     ref, _ = load_case("demo_twolevel_fixedx")
     df = pd.read_csv(LAVAAN_DIR / ref["case"]["data"])
-    with pytest.raises(NotImplementedError, match="fixed_x"):
-        mlmiss.sem(ref["case"]["model"], df, cluster="cluster", fixed_x=True)
+    fit = mlmiss.sem(ref["case"]["model"], df, cluster="cluster", fixed_x=True)
+    assert fit.converged
+    assert fit.npar == ref["fit"]["fit_measures"]["npar"]
+    assert fit.loglik >= ref["fit"]["loglik"] - 1e-3
+    assert fit.loglik == pytest.approx(ref["fit"]["loglik"], abs=1e-3)
+    theirs = pd.DataFrame(ref["fit"]["estimates"])
+    ours = fit.parameter_estimates()
+    scale = np.maximum(1.0, np.abs(theirs["est"].to_numpy()))
+    assert np.max(np.abs(ours["est"].to_numpy() - theirs["est"].to_numpy()) / scale) <= 2e-3
+
+
+def test_fixed_x_drops_rows_with_missing_covariates():
+    ref, _ = load_case("demo_twolevel_fixedx")
+    df = pd.read_csv(LAVAAN_DIR / ref["case"]["data"])
+    df.loc[[0, 5, 9], "x2"] = np.nan
+    with pytest.warns(UserWarning, match="3 rows dropped"):
+        fit = mlmiss.sem(ref["case"]["model"], df, cluster="cluster", fixed_x=True)
+    assert fit.nobs == len(df) - 3

@@ -114,3 +114,16 @@ def test_fixed_x_drops_rows_with_missing_covariates():
     with pytest.warns(UserWarning, match="3 rows dropped"):
         fit = mlmiss.sem(ref["case"]["model"], df, cluster="cluster", fixed_x=True)
     assert fit.nobs == len(df) - 3
+
+
+def test_equal_labels_are_one_parameter():
+    ref, _ = load_case("demo_twolevel_missing")
+    df = pd.read_csv(LAVAAN_DIR / ref["case"]["data"])
+    model = ref["case"]["model"].replace("fw =~ y1 + y2 + y3", "fw =~ y1 + a*y2 + a*y3")
+    constrained = mlmiss.sem(model, df, cluster="cluster")
+    free = mlmiss.sem(ref["case"]["model"], df, cluster="cluster")
+    assert constrained.npar == free.npar - 1
+    pe = constrained.parameter_estimates()
+    loadings = pe[(pe.op == "=~") & (pe.level == 1) & pe.rhs.isin(["y2", "y3"])]["est"]
+    assert loadings.iloc[0] == loadings.iloc[1]
+    assert constrained.loglik < free.loglik

@@ -33,9 +33,9 @@ import numpy as np
 from numba import get_num_threads, njit, prange
 
 from .errors import MomentsError
-from .linalg import FAST, cholesky_into, cholesky_inverse, cholesky_inverse_into, drop_variable_into
+from .linalg import FAST, cholesky_into, cholesky_inverse_into, drop_variable_into
 from .loglik import check_compatible
-from .loglik.objective5 import LOG_2PI, between_patterns, cluster_blocks, within_patterns
+from .loglik.objective5 import LOG_2PI, cluster_blocks, pattern_stages
 from .moments import Moments
 
 
@@ -551,49 +551,27 @@ def loglik_and_gradient(data, moments):
     l1, l2 = data.level1, data.level2
     bidx = moments.between_index
     n_threads = get_num_threads()
-    omega_w, logdet_w = cholesky_inverse(moments.sigma_w)
-    if omega_w is None:
+    st = pattern_stages(data, moments, n_threads)
+    if st is None:
         return -np.inf, None
-    p, nb, n_pat, k = data.n_y, bidx.size, l1.n_patterns, data.n_z
-    wb = np.empty((n_pat, nb, p))
-    wbb = np.empty((n_pat, nb * nb))
-    wmub = np.empty((n_pat, nb))
-    within = within_patterns(moments.mu_y, omega_w, logdet_w, bidx, l1.tree_var, l1.tree_depth,
-                             l1.tree_pattern, l1.freq, l1.pattern_sum, l1.pattern_sumsq,
-                             wb, wbb, wmub, n_threads)
-    if np.isnan(within):
-        return -np.inf, None
-    n_q = l2.n_patterns
-    zinv = np.empty((n_q, k, k))
-    zlogdet = np.empty(n_q)
-    h = np.empty((n_q, nb, k))
-    s_bz = np.empty((n_q, nb, nb))
-    r_bz = np.empty((n_q, nb, nb))
-    rank_bz = np.empty(n_q, np.int64)
-    s_inv = np.empty((n_q, nb, nb))
-    s_logdet = np.empty(n_q)
-    s_inv_h = np.empty((n_q, nb, k))
-    if not between_patterns(moments.sigma_b, moments.sigma_zz, moments.sigma_yz, bidx, l2.observed,
-                            zinv, zlogdet, h, s_bz, r_bz, rank_bz, s_inv, s_logdet, s_inv_h):
-        return -np.inf, None
-
+    p, nb, k = data.n_y, bidx.size, data.n_z
     c_all = np.empty((data.n_clusters, nb))
     k_all = np.empty((data.n_clusters, nb, nb))
     g_mu_z = np.empty(k)
     g_szz = np.empty((k, k))
     g_syz = np.empty((nb, k))
     g_sb = np.empty((nb, nb))
-    between = cluster_scores(moments.mu_z, data.z, l2.cluster_pattern, zinv, zlogdet, h, s_bz, r_bz,
-                             rank_bz, s_inv, s_logdet, l1.cluster_pair_ptr, l1.pair_pattern,
-                             l1.pair_freq, l1.pair_sum, wb, wbb, wmub, l2.freq,
+    between = cluster_scores(moments.mu_z, data.z, l2.cluster_pattern, st.zinv, st.zlogdet, st.h,
+                             st.s_bz, st.r_bz, st.rank_bz, st.s_inv, st.s_logdet, l1.cluster_pair_ptr,
+                             l1.pair_pattern, l1.pair_freq, l1.pair_sum, st.wb, st.wbb, st.wmub, l2.freq,
                              max(1, min(n_threads, data.n_clusters)), c_all, k_all,
                              g_mu_z, g_szz, g_syz, g_sb)
     if np.isnan(between):
         return -np.inf, None
-    value = float(-0.5 * (data.n_observed_values * LOG_2PI + within + between))
+    value = float(-0.5 * (data.n_observed_values * LOG_2PI + st.within + between))
     g_sw = np.empty((p, p))
     g_mu_y = np.empty(p)
-    within_backward(moments.mu_y, omega_w, bidx, l1.tree_var, l1.tree_depth, l1.tree_pattern,
+    within_backward(moments.mu_y, st.omega_w, bidx, l1.tree_var, l1.tree_depth, l1.tree_pattern,
                     l1.freq, l1.pattern_sum, l1.pattern_sumsq, l1.pattern_pairs, l1.pattern_pair_ptr,
                     l1.pair_cluster, l1.pair_freq, l1.pair_sum, c_all, k_all, n_threads, g_sw, g_mu_y)
 

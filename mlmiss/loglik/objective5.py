@@ -41,6 +41,8 @@ Beyond the paper's script, for speed:
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from numba import get_num_threads, njit, prange
 
@@ -486,14 +488,33 @@ def indefinite_cluster_term(s_bz, a_j, p_j, g):
     return logdet_n + vv - 2.0 * (pg - uv) - (psp - uu)
 
 
-def loglik(data, moments) -> float:
-    """Steps 1-4 in turn; each stage is one Numba kernel over plain arrays."""
+class Stages(NamedTuple):
+    """Steps 1 and 3 of one evaluation (what the cluster stage, or the gradient, needs)."""
+
+    omega_w: np.ndarray
+    within: float
+    wb: np.ndarray
+    wbb: np.ndarray
+    wmub: np.ndarray
+    zinv: np.ndarray
+    zlogdet: np.ndarray
+    h: np.ndarray
+    s_bz: np.ndarray
+    r_bz: np.ndarray
+    rank_bz: np.ndarray
+    s_inv: np.ndarray
+    s_logdet: np.ndarray
+    s_inv_h: np.ndarray
+
+
+def pattern_stages(data, moments, n_threads):
+    """Steps 1 (level-1 patterns) and 3 (level-2 patterns); None if sigma_w or sigma_zz
+    (or one of their observed blocks) is not positive definite."""
     l1, l2 = data.level1, data.level2
     bidx = moments.between_index
-    n_threads = get_num_threads()
     omega_w, logdet_w = cholesky_inverse(moments.sigma_w)
     if omega_w is None:
-        return -np.inf
+        return None
     p, nb, n_pat = data.n_y, bidx.size, l1.n_patterns
     wb = np.empty((n_pat, nb, p))
     wbb = np.empty((n_pat, nb * nb))
@@ -502,7 +523,7 @@ def loglik(data, moments) -> float:
                              l1.tree_pattern, l1.freq, l1.pattern_sum, l1.pattern_sumsq,
                              wb, wbb, wmub, n_threads)
     if np.isnan(within):
-        return -np.inf
+        return None
     n_q, k = l2.observed.shape
     zinv = np.empty((n_q, k, k))
     zlogdet = np.empty(n_q)
@@ -515,10 +536,22 @@ def loglik(data, moments) -> float:
     s_inv_h = np.empty((n_q, nb, k))
     if not between_patterns(moments.sigma_b, moments.sigma_zz, moments.sigma_yz, bidx, l2.observed,
                             zinv, zlogdet, h, s_bz, r_bz, rank_bz, s_inv, s_logdet, s_inv_h):
+        return None
+    return Stages(omega_w, within, wb, wbb, wmub, zinv, zlogdet, h, s_bz, r_bz, rank_bz, s_inv,
+                  s_logdet, s_inv_h)
+
+
+def loglik(data, moments) -> float:
+    """Steps 1-4 in turn; each stage is one Numba kernel over plain arrays."""
+    l1, l2 = data.level1, data.level2
+    n_threads = get_num_threads()
+    st = pattern_stages(data, moments, n_threads)
+    if st is None:
         return -np.inf
-    between = cluster_terms(moments.mu_z, data.z, l2.cluster_pattern, zinv, zlogdet, h, s_bz, r_bz,
-                            rank_bz, s_inv, s_logdet, s_inv_h, l1.cluster_pair_ptr, l1.pair_pattern,
-                            l1.pair_freq, l1.pair_sum, wb, wbb, wmub, n_threads)
+    between = cluster_terms(moments.mu_z, data.z, l2.cluster_pattern, st.zinv, st.zlogdet, st.h,
+                            st.s_bz, st.r_bz, st.rank_bz, st.s_inv, st.s_logdet, st.s_inv_h,
+                            l1.cluster_pair_ptr, l1.pair_pattern, l1.pair_freq, l1.pair_sum,
+                            st.wb, st.wbb, st.wmub, n_threads)
     if np.isnan(between):
         return -np.inf
-    return float(-0.5 * (data.n_observed_values * LOG_2PI + within + between))
+    return float(-0.5 * (data.n_observed_values * LOG_2PI + st.within + between))

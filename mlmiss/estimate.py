@@ -66,7 +66,8 @@ def sem(model: str, data, cluster: str, fixed_x: bool = False, start=None,
     start : optional theta to start from (default: :func:`mlmiss.start.start_values`).
     optimizer : "trust-exact" (default) or "L-BFGS-B".
     maxiter, gtol : the optimizer's iteration limit and gradient tolerance (on the
-        scaled objective -logl / N).
+        scaled objective -logl / N). The fit counts as converged when the optimizer
+        says so or the largest gradient element is below 1e-6.
     """
     partable = parameter_table(model, fixed_x=fixed_x)
     table = partable.table
@@ -91,7 +92,7 @@ def sem(model: str, data, cluster: str, fixed_x: bool = False, start=None,
     with threadpool_limits(1, user_api="blas"):
         if optimizer == "trust-exact":
             def hess(theta):
-                return hessian_from_gradient(lambda t: f_and_grad(t)[1], theta)
+                return hessian_from_gradient(lambda t: f_and_grad(t)[1], theta, central=False)
             result = minimize(f_and_grad, theta0, jac=True, hess=hess, method="trust-exact",
                               options={"maxiter": maxiter, "gtol": gtol})
         elif optimizer == "L-BFGS-B":
@@ -101,11 +102,16 @@ def sem(model: str, data, cluster: str, fixed_x: bool = False, start=None,
         else:
             raise ValueError(f"unknown optimizer {optimizer!r}; use 'trust-exact' or 'L-BFGS-B'")
     seconds = time.perf_counter() - began
+    # near the optimum the trust region can stop on round-off ("failure to predict
+    # improvement") with the gradient already at its noise level; judge by the gradient
+    max_grad = float(np.max(np.abs(result.jac))) if np.size(result.jac) else 0.0
+    converged = bool(result.success) or max_grad <= 1e-6
     joint = -result.fun * data.n_obs
     fit = Fit(partable=partable, model=twolevel, data=data, theta=result.x,
-              loglik=joint - marginal, converged=bool(result.success),
-              iterations=int(result.nit), message=str(result.message), optimizer=optimizer,
-              seconds=seconds, extra={"joint_loglik": joint, "fixed_x": fixed_x})
+              loglik=joint - marginal, converged=converged, iterations=int(result.nit),
+              message=f"{result.message} (largest |gradient| of -logl/N: {max_grad:.1e})",
+              optimizer=optimizer, seconds=seconds,
+              extra={"joint_loglik": joint, "fixed_x": fixed_x, "max_gradient": max_grad})
     if not fit.converged:
         warnings.warn(f"the optimizer did not converge: {result.message}", ConvergenceWarning,
                       stacklevel=2)

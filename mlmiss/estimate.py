@@ -72,7 +72,13 @@ def sem(model: str, data, cluster: str, fixed_x: bool = False, start=None,
     partable = parameter_table(model, fixed_x=fixed_x)
     table = partable.table
     x_within, x_between = covariate_names(table) if fixed_x else ([], [])
-    if not isinstance(data, TwoLevelData):
+    if isinstance(data, TwoLevelData):
+        if (sorted(data.y_names) != sorted(partable.y_names)
+                or sorted(data.z_names) != sorted(partable.z_names)):
+            raise ValueError(f"the model's level-1 variables {list(partable.y_names)} and between-only "
+                             f"variables {list(partable.z_names)} are not those of the data "
+                             f"({list(data.y_names)}, {list(data.z_names)})")
+    else:
         check_variables(partable, list(data.columns))
         if fixed_x:
             data = drop_incomplete(data, cluster, x_within, x_between)
@@ -82,7 +88,8 @@ def sem(model: str, data, cluster: str, fixed_x: bool = False, start=None,
     if fixed_x:
         table, marginal = fill_covariate_rows(table, data, x_within, x_between)
         partable.table = table
-    twolevel = TwoLevelModel(table, list(partable.y_names), list(partable.z_names))
+    # the moments are laid out like the data (the same variables, perhaps in another order)
+    twolevel = TwoLevelModel(table, list(data.y_names), list(data.z_names))
     theta0 = start_values(partable, data) if start is None else np.asarray(start, dtype=float)
     f_and_grad = objective(twolevel, data)
 

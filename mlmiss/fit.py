@@ -6,6 +6,27 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from scipy import stats
+
+from .hessian import hessian_from_gradient
+
+
+def per_level(m, data) -> dict:
+    """Per-level means (Series) and covariances (DataFrames) of two-level moments, in
+    lavaan's layout: level 1 over the level-1 variables with the "both" variables' means
+    at 0; level 2 over the "both" and between-only variables."""
+    y, z = list(data.y_names), list(data.z_names)
+    between = np.any(m.sigma_b != 0.0, axis=1)
+    idx = np.flatnonzero(between)
+    b_names = [y[i] for i in idx] + z
+    b_cov = np.block([[m.sigma_b[np.ix_(idx, idx)], m.sigma_yz[idx, :]],
+                      [m.sigma_yz[idx, :].T, m.sigma_zz]])
+    return {
+        "within": {"mean": pd.Series(np.where(between, 0.0, m.mu_y), index=y),
+                   "cov": pd.DataFrame(m.sigma_w, index=y, columns=y)},
+        "between": {"mean": pd.Series(np.concatenate([m.mu_y[idx], m.mu_z]), index=b_names),
+                    "cov": pd.DataFrame(b_cov, index=b_names, columns=b_names)},
+    }
 
 
 @dataclass(eq=False)
@@ -48,35 +69,71 @@ class Fit:
     def nclusters(self) -> int:
         return self.data.n_clusters
 
-    def parameter_estimates(self) -> pd.DataFrame:
-        """One row per parameter-table entry: lhs, op, rhs, level, label, est."""
+    # ------------------------------------------------------------------ estimates
+    def vcov(self) -> np.ndarray:
+        """Covariance matrix of theta: the inverse of the observed information (the
+        Hessian of -logl at the estimates, from central differences of the analytic
+        gradient), lavaan's default for missing data."""
+        if "vcov" not in self.extra:
+            from .estimate import objective
+
+            f_and_grad = objective(self.model, self.data)
+            n = float(self.data.n_obs)
+            hessian = n * hessian_from_gradient(lambda t: f_and_grad(t)[1], self.theta)
+            self.extra["vcov"] = np.linalg.pinv(hessian, hermitian=True)
+        return self.extra["vcov"]
+
+    def parameter_estimates(self, ci_level: float = 0.95, se: bool = True) -> pd.DataFrame:
+        """One row per parameter-table entry: lhs, op, rhs, level, label, est, and
+        (``se=True``) se, z, pvalue, ci_lower, ci_upper (Wald, normal quantiles); fixed
+        parameters have se 0 and no test, as in lavaan."""
         table = self.partable.table
         est = table["value"].to_numpy(dtype=float).copy()
         free = table["free"].to_numpy()
         est[free > 0] = self.theta[free[free > 0] - 1]
-        return pd.DataFrame({"lhs": table["lhs"], "op": table["op"], "rhs": table["rhs"],
-                             "level": table["level"], "label": table["label"], "est": est})
+        out = pd.DataFrame({"lhs": table["lhs"], "op": table["op"], "rhs": table["rhs"],
+                            "level": table["level"], "label": table["label"], "est": est})
+        if se:
+            std = np.sqrt(np.clip(np.diag(self.vcov()), 0.0, None))
+            se_col = np.zeros(len(est))
+            se_col[free > 0] = std[free[free > 0] - 1]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                z = np.where(free > 0, est / se_col, np.nan)
+            q = stats.norm.ppf(0.5 + ci_level / 2.0)
+            out["se"] = se_col
+            out["z"] = z
+            out["pvalue"] = 2.0 * stats.norm.sf(np.abs(z))
+            out["ci_lower"] = est - q * se_col
+            out["ci_upper"] = est + q * se_col
+        return out
 
+    # ------------------------------------------------------------------ moments
     def implied(self) -> dict:
         """Model-implied moments: ``{"moments": Moments, "within": {...}, "between": {...}}``
         with per-level ``mean`` (Series) and ``cov`` (DataFrame). As in lavaan, the within
         means of "both" variables are 0 and live at the between level."""
         m = self.model.moments(self.theta)
-        y, z = list(self.data.y_names), list(self.data.z_names)
-        between = np.any(m.sigma_b != 0.0, axis=1)
-        both = [name for name, b in zip(y, between) if b]
-        idx = [i for i, b in enumerate(between) if b]
-        within_mean = pd.Series(np.where(between, 0.0, m.mu_y), index=y)
-        b_names = both + z
-        b_cov = np.block([[m.sigma_b[np.ix_(idx, idx)], m.sigma_yz[idx, :]],
-                          [m.sigma_yz[idx, :].T, m.sigma_zz]])
-        b_mean = np.concatenate([m.mu_y[idx], m.mu_z])
-        return {
-            "moments": m,
-            "within": {"mean": within_mean, "cov": pd.DataFrame(m.sigma_w, index=y, columns=y)},
-            "between": {"mean": pd.Series(b_mean, index=b_names),
-                        "cov": pd.DataFrame(b_cov, index=b_names, columns=b_names)},
-        }
+        return {"moments": m, **per_level(m, self.data)}
+
+    def h1(self):
+        """The saturated model fitted to the same data (:mod:`mlmiss.h1`), cached."""
+        if "h1" not in self.extra:
+            from .h1 import fit_h1
+
+            self.extra["h1"] = fit_h1(self)
+        return self.extra["h1"]
+
+    def inspect(self, what: str):
+        """lavaan's lavInspect for ``"h1"`` (per-level means and covariances of the
+        saturated model) and ``"icc"`` (intraclass correlations from it, 0 for
+        within-only variables)."""
+        if what == "h1":
+            return per_level(self.h1().moments, self.data)
+        if what == "icc":
+            m = self.h1().moments
+            w, b = np.diag(m.sigma_w), np.diag(m.sigma_b)
+            return pd.Series(b / (w + b), index=list(self.data.y_names), name="icc")
+        raise ValueError(f"inspect({what!r}): known are 'h1' and 'icc'")
 
     def __repr__(self) -> str:
         status = "converged" if self.converged else "NOT converged"

@@ -1,0 +1,74 @@
+"""Standard errors, the saturated (h1) model and ICCs against lavaan 0.7.2."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import mlmiss
+from conftest import LAVAAN_DIR, load_case
+
+CASES = ["demo_twolevel", "demo_twolevel_missing", "paper_like", "saturated_between",
+         "singular_between"]
+
+
+@pytest.fixture(scope="module")
+def fits():
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            ref, _ = load_case(name)
+            df = pd.read_csv(LAVAAN_DIR / ref["case"]["data"])
+            cache[name] = (ref, mlmiss.sem(ref["case"]["model"], df, cluster="cluster"))
+        return cache[name]
+
+    return get
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_standard_errors_match_lavaan(fits, case):
+    ref, fit = fits(case)
+    pe = fit.parameter_estimates()
+    theirs = pd.DataFrame(ref["fit"]["estimates"])
+    free = theirs["se"].to_numpy() > 0
+    assert np.all(pe["se"].to_numpy()[~free] == 0)
+    ratio = pe["se"].to_numpy()[free] / theirs["se"].to_numpy()[free]
+    assert np.max(np.abs(ratio - 1)) < 0.02
+    # Wald columns follow from est and se
+    row = pe[free].iloc[0]
+    assert row["z"] == pytest.approx(row["est"] / row["se"])
+    assert row["ci_lower"] == pytest.approx(row["est"] - 1.959963984540054 * row["se"])
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_h1_reaches_lavaan(fits, case):
+    ref, fit = fits(case)
+    h1 = fit.h1()
+    assert h1.converged
+    assert h1.loglik >= ref["fit"]["fit_measures"]["unrestricted.logl"] - 1e-6
+    assert h1.loglik >= fit.loglik
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_icc_matches_lavaan(fits, case):
+    ref, fit = fits(case)
+    icc = fit.inspect("icc")
+    theirs = pd.Series(ref["fit"]["icc"]["value"], index=ref["fit"]["icc"]["names"])
+    np.testing.assert_allclose(icc[theirs.index].to_numpy(), theirs.to_numpy(), atol=1e-3)
+
+
+def test_h1_per_level_layout(fits):
+    ref, fit = fits("demo_twolevel_missing")
+    h1 = fit.inspect("h1")
+    within, between = h1["within"], h1["between"]
+    lav_w, lav_b = ref["fit"]["h1"]["within"], ref["fit"]["h1"]["cluster"]
+    assert list(within["cov"].columns) == lav_w["cov"]["names"]
+    # lavaan's convention: "both" variables' within means are 0
+    assert within["mean"][["y1", "y2", "y3"]].eq(0).all()
+    np.testing.assert_allclose(within["mean"].to_numpy(), lav_w["mean"]["value"], atol=2e-3)
+    np.testing.assert_allclose(within["cov"].to_numpy(), np.array(lav_w["cov"]["value"]), atol=2e-3)
+    names = lav_b["cov"]["names"]
+    assert sorted(between["mean"].index) == sorted(names)
+    np.testing.assert_allclose(between["cov"].loc[names, names].to_numpy(),
+                               np.array(lav_b["cov"]["value"]), atol=2e-3)
+    np.testing.assert_allclose(between["mean"][names].to_numpy(), lav_b["mean"]["value"], atol=2e-3)

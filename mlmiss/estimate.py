@@ -118,7 +118,8 @@ def sem(model: str, data, cluster: str, fixed_x: bool = False, start=None,
               loglik=joint - marginal, converged=converged, iterations=int(result.nit),
               message=f"{result.message} (largest |gradient| of -logl/N: {max_grad:.1e})",
               optimizer=optimizer, seconds=seconds,
-              extra={"joint_loglik": joint, "fixed_x": fixed_x, "max_gradient": max_grad})
+              extra={"joint_loglik": joint, "fixed_x": fixed_x, "max_gradient": max_grad,
+                     "covariate_loglik": marginal})
     if not fit.converged:
         warnings.warn(f"the optimizer did not converge: {result.message}", ConvergenceWarning,
                       stacklevel=2)

@@ -17,13 +17,15 @@ from .start import level_statistics
 
 @dataclass
 class H1:
-    """A fitted unrestricted model."""
+    """A fitted unrestricted model. With fixed_x=True the covariates' marginal
+    log-likelihood is subtracted, as for the model itself (``offset``)."""
 
     fit: object
+    offset: float = 0.0
 
     @property
     def loglik(self) -> float:
-        return self.fit.loglik
+        return self.fit.loglik - self.offset
 
     @property
     def npar(self) -> int:
@@ -82,4 +84,5 @@ def fit_h1(fit):
     both = [n for n in data.y_names if n in set(fit.partable.both_names)]
     syntax = saturated_syntax(list(data.y_names), both + list(data.z_names))
     start = saturated_start(parameter_table(syntax), data)
-    return H1(sem(syntax, data, cluster=None, start=start))
+    return H1(sem(syntax, data, cluster=None, start=start),
+              offset=fit.extra.get("covariate_loglik", 0.0))

@@ -66,8 +66,8 @@ def sem(model: str, data, cluster: str, fixed_x: bool = False, start=None,
     start : optional theta to start from (default: :func:`mlmiss.start.start_values`).
     optimizer : "trust-exact" (default) or "L-BFGS-B".
     maxiter, gtol : the optimizer's iteration limit and gradient tolerance (on the
-        scaled objective -logl / N). The fit counts as converged when the optimizer
-        says so or the largest gradient element is below 1e-6.
+        scaled objective -logl / N). The fit counts as converged when the largest
+        element of that gradient is below 1e-6, whatever the optimizer says.
     """
     partable = parameter_table(model, fixed_x=fixed_x)
     table = partable.table
@@ -109,10 +109,11 @@ def sem(model: str, data, cluster: str, fixed_x: bool = False, start=None,
         else:
             raise ValueError(f"unknown optimizer {optimizer!r}; use 'trust-exact' or 'L-BFGS-B'")
     seconds = time.perf_counter() - began
-    # near the optimum the trust region can stop on round-off ("failure to predict
-    # improvement") with the gradient already at its noise level; judge by the gradient
+    # judged by the gradient: L-BFGS-B may report success on a stalled decrease, and
+    # near the optimum the trust region may stop on round-off ("failure to predict
+    # improvement") with the gradient already at its noise level
     max_grad = float(np.max(np.abs(result.jac))) if np.size(result.jac) else 0.0
-    converged = bool(result.success) or max_grad <= 1e-6
+    converged = max_grad <= 1e-6
     joint = -result.fun * data.n_obs
     fit = Fit(partable=partable, model=twolevel, data=data, theta=result.x,
               loglik=joint - marginal, converged=converged, iterations=int(result.nit),

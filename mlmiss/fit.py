@@ -123,6 +123,36 @@ class Fit:
             self.extra["h1"] = fit_h1(self)
         return self.extra["h1"]
 
+    def baseline(self):
+        """The baseline model of the incremental fit indices, fitted to the same data
+        (:func:`mlmiss.measures.baseline_syntax`), cached."""
+        if "baseline" not in self.extra:
+            from .estimate import sem
+            from .h1 import H1
+            from .measures import baseline_syntax
+
+            # the covariates' rows are free in the baseline syntax; with fixed_x their
+            # marginal log-likelihood is subtracted, as for h1 and the model itself
+            fitted = sem(baseline_syntax(self.partable), self.data, cluster=None)
+            self.extra["baseline"] = H1(fitted, offset=self.extra.get("covariate_loglik", 0.0))
+        return self.extra["baseline"]
+
+    def fit_measures(self) -> dict:
+        """lavaan's fit measures (names with underscores): npar, logl, unrestricted_logl,
+        aic, bic, chisq, df, pvalue, baseline_chisq, baseline_df, cfi, tli, rmsea,
+        srmr_within, srmr_between (:mod:`mlmiss.measures`)."""
+        from .measures import fit_measures
+
+        return fit_measures(self)
+
+    def summary(self) -> str:
+        """A lavaan-like text summary (also printed)."""
+        from .measures import summary_text
+
+        text = summary_text(self)
+        print(text)
+        return text
+
     def inspect(self, what: str):
         """lavaan's lavInspect for ``"h1"`` (per-level means and covariances of the
         saturated model) and ``"icc"`` (intraclass correlations from it, 0 for

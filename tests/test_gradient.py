@@ -131,11 +131,11 @@ def test_gradient_property(case):
     for i in rng.choice(len(directions), size=min(12, len(directions)), replace=False):
         name, idx = directions[i]
         d = unit(moments, name, idx)
-        # finite differences are accurate here when three step sizes agree (near a
-        # singular Sigma_b the likelihood's round-off can be 1e-11, too much for them)
-        fds = [central_difference(data, moments, d, h) for h in (2e-5, 1e-5, 5e-6)]
+        # finite differences are accurate here when step sizes two decades apart agree
+        # (near a singular Sigma_b the likelihood's round-off, ~1e-10, can bend them)
+        fds = [central_difference(data, moments, d, h) for h in (1e-4, 1e-5, 1e-6)]
         if not np.all(np.isfinite(fds)):
             continue  # a step left the admissible region
-        if max(fds) - min(fds) > 2e-7 * max(1.0, abs(fds[1])):
+        if max(fds) - min(fds) > 3e-7 * max(1.0, abs(fds[1])):
             continue
         assert_close(fds[1], directional(gradient, d), scale=1.0, rtol=1e-6)

@@ -5,11 +5,13 @@ the number of level-1 rows (lavaan's scaling), and its gradient is -J' g / N wit
 J = d(moments)/d(theta) (:meth:`TwoLevelModel.jacobian`) and g the gradient of the
 log-likelihood with respect to the moments (:func:`mlmiss.loglik_and_gradient`).
 
-The default optimizer is scipy's trust-region Newton method (``trust-exact``) with
-the Hessian from central differences of the analytic gradient (:mod:`mlmiss.hessian`).
+The default optimizer is scipy's Krylov trust-region method (``trust-krylov``) with
+Hessian-vector products from differences of the analytic gradient; when it does not
+reach a stationary point it hands over to the full trust-region Newton method
+(``trust-exact``, the Hessian from differences of the gradient, :mod:`mlmiss.hessian`).
 A quasi-Newton method (scipy's L-BFGS-B, ``optimizer="L-BFGS-B"``) is available, but
 on models with a singular Sigma_b (zero between residual variances) it stalled far
-from lavaan's solution, where the trust region converged in 13 iterations.
+from lavaan's solution, where the full trust region converged in 13 iterations.
 """
 
 from __future__ import annotations
@@ -50,8 +52,50 @@ def objective(model, data):
     return f_and_grad
 
 
+def run_optimizer(f_and_grad, theta0, optimizer, maxiter, gtol):
+    """(scipy result, name of the method that produced it)."""
+    def grad(theta):
+        return f_and_grad(theta)[1]
+
+    def hess(theta):
+        return hessian_from_gradient(grad, theta, central=False)
+
+    if optimizer == "auto":
+        # Hessian-vector products (one gradient each) are cheap; when the Krylov trust
+        # region does not reach a stationary point, the full Hessian's does
+        cache = {}
+
+        def hessp(theta, v):
+            norm = np.linalg.norm(v)
+            if norm == 0.0:
+                return np.zeros_like(v)
+            key = theta.tobytes()
+            if key not in cache:
+                cache.clear()
+                cache[key] = grad(theta)
+            eps = 1e-7 * max(1.0, np.linalg.norm(theta)) / norm
+            return (grad(theta + eps * v) - cache[key]) / eps
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # scipy's notes on inexact trust-region solves
+            # it either gets there in a few dozen steps or stalls at round-off
+            result = minimize(f_and_grad, theta0, jac=True, hessp=hessp, method="trust-krylov",
+                              options={"maxiter": min(maxiter, 100), "gtol": gtol})
+        if np.size(result.jac) == 0 or np.max(np.abs(result.jac)) <= 1e-6:
+            return result, "trust-krylov"
+        optimizer = "trust-exact"
+    if optimizer == "trust-exact":
+        return minimize(f_and_grad, theta0, jac=True, hess=hess, method="trust-exact",
+                        options={"maxiter": maxiter, "gtol": gtol}), "trust-exact"
+    if optimizer == "L-BFGS-B":
+        return minimize(f_and_grad, theta0, jac=True, method="L-BFGS-B",
+                        options={"maxiter": maxiter, "maxfun": 10 * maxiter, "gtol": gtol,
+                                 "ftol": 1e-15, "maxcor": 30}), "L-BFGS-B"
+    raise ValueError(f"unknown optimizer {optimizer!r}; use 'auto', 'trust-exact' or 'L-BFGS-B'")
+
+
 def sem(model: str, data, cluster: str, fixed_x: bool = False, start=None,
-        optimizer: str = "trust-exact", maxiter: int = 1000, gtol: float = 1e-9) -> Fit:
+        optimizer: str = "auto", maxiter: int = 1000, gtol: float = 1e-9) -> Fit:
     """Fit a two-level SEM by full-information maximum likelihood.
 
     Parameters
@@ -64,7 +108,9 @@ def sem(model: str, data, cluster: str, fixed_x: bool = False, start=None,
         True fixes them at their sample moments and reports the conditional
         log-likelihood, as lavaan does (:mod:`mlmiss.fixed_x`).
     start : optional theta to start from (default: :func:`mlmiss.start.start_values`).
-    optimizer : "trust-exact" (default) or "L-BFGS-B".
+    optimizer : "auto" (default: scipy's Krylov trust region with Hessian-vector products
+        from the analytic gradient, and the full-Hessian trust region when that does not
+        reach a stationary point), "trust-exact" or "L-BFGS-B".
     maxiter, gtol : the optimizer's iteration limit and gradient tolerance (on the
         scaled objective -logl / N). The fit counts as converged when the largest
         element of that gradient is below 1e-6, whatever the optimizer says.
@@ -97,17 +143,7 @@ def sem(model: str, data, cluster: str, fixed_x: bool = False, start=None,
     # numba's threads spin between parallel regions; BLAS threads competing for the
     # same two cores would stall both, so BLAS runs single-threaded during the fit
     with threadpool_limits(1, user_api="blas"):
-        if optimizer == "trust-exact":
-            def hess(theta):
-                return hessian_from_gradient(lambda t: f_and_grad(t)[1], theta, central=False)
-            result = minimize(f_and_grad, theta0, jac=True, hess=hess, method="trust-exact",
-                              options={"maxiter": maxiter, "gtol": gtol})
-        elif optimizer == "L-BFGS-B":
-            result = minimize(f_and_grad, theta0, jac=True, method="L-BFGS-B",
-                              options={"maxiter": maxiter, "maxfun": 10 * maxiter, "gtol": gtol,
-                                       "ftol": 1e-15, "maxcor": 30})
-        else:
-            raise ValueError(f"unknown optimizer {optimizer!r}; use 'trust-exact' or 'L-BFGS-B'")
+        result, used = run_optimizer(f_and_grad, theta0, optimizer, maxiter, gtol)
     seconds = time.perf_counter() - began
     # judged by the gradient: L-BFGS-B may report success on a stalled decrease, and
     # near the optimum the trust region may stop on round-off ("failure to predict
@@ -118,7 +154,7 @@ def sem(model: str, data, cluster: str, fixed_x: bool = False, start=None,
     fit = Fit(partable=partable, model=twolevel, data=data, theta=result.x,
               loglik=joint - marginal, converged=converged, iterations=int(result.nit),
               message=f"{result.message} (largest |gradient| of -logl/N: {max_grad:.1e})",
-              optimizer=optimizer, seconds=seconds,
+              optimizer=used, seconds=seconds,
               extra={"joint_loglik": joint, "fixed_x": fixed_x, "max_gradient": max_grad,
                      "covariate_loglik": marginal})
     if not fit.converged:

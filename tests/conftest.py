@@ -33,3 +33,21 @@ def lavaan_case():
         return cache[name]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def lavaan_fit():
+    """(reference, mlmiss fit) of a case, fitted once per session with the case's
+    fixed.x (lavaan's default is TRUE)."""
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            ref, _ = load_case(name)
+            df = pd.read_csv(LAVAAN_DIR / ref["case"]["data"])
+            fixed_x = ref["case"]["options"].get("fixed.x", True)
+            cache[name] = (ref, mlmiss.sem(ref["case"]["model"], df,
+                                           cluster=ref["case"]["cluster"], fixed_x=fixed_x))
+        return cache[name]
+
+    return get

@@ -4,27 +4,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import mlmiss
-from conftest import LAVAAN_DIR, load_case
 
 CASES = ["demo_twolevel", "demo_twolevel_fixedx", "demo_twolevel_missing", "paper_like",
          "saturated_between", "singular_between"]
 
 
 @pytest.fixture(scope="module")
-def fits():
-    cache = {}
-
-    def get(name):
-        if name not in cache:
-            ref, _ = load_case(name)
-            df = pd.read_csv(LAVAAN_DIR / ref["case"]["data"])
-            fixed_x = ref["case"]["options"].get("fixed.x", True)  # lavaan's default is TRUE
-            cache[name] = (ref, mlmiss.sem(ref["case"]["model"], df, cluster="cluster",
-                                           fixed_x=fixed_x))
-        return cache[name]
-
-    return get
+def fits(lavaan_fit):
+    return lavaan_fit
 
 
 @pytest.mark.parametrize("case", CASES)

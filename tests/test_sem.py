@@ -11,17 +11,8 @@ FIT_CASES = [c for c in CASES if c != "demo_twolevel_fixedx"]
 
 
 @pytest.fixture(scope="module")
-def fits():
-    cache = {}
-
-    def get(name):
-        if name not in cache:
-            ref, _ = load_case(name)
-            df = pd.read_csv(LAVAAN_DIR / ref["case"]["data"])
-            cache[name] = (ref, mlmiss.sem(ref["case"]["model"], df, cluster=ref["case"]["cluster"]))
-        return cache[name]
-
-    return get
+def fits(lavaan_fit):
+    return lavaan_fit
 
 
 @pytest.mark.parametrize("case", FIT_CASES)

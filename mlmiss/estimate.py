@@ -20,7 +20,6 @@ import time
 import warnings
 
 import numpy as np
-from scipy.optimize import minimize
 from threadpoolctl import threadpool_limits
 
 from .data import TwoLevelData
@@ -54,6 +53,8 @@ def objective(model, data):
 
 def run_optimizer(f_and_grad, theta0, optimizer, maxiter, gtol):
     """(scipy result, name of the method that produced it)."""
+    from scipy.optimize import minimize  # imported here: slow, and not needed for loglik
+
     def grad(theta):
         return f_and_grad(theta)[1]
 

@@ -6,8 +6,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import stats
-
 from .hessian import hessian_from_gradient
 
 
@@ -94,6 +92,8 @@ class Fit:
         out = pd.DataFrame({"lhs": table["lhs"], "op": table["op"], "rhs": table["rhs"],
                             "level": table["level"], "label": table["label"], "est": est})
         if se:
+            from scipy import stats  # imported here: scipy.stats is slow to import
+
             std = np.sqrt(np.clip(np.diag(self.vcov()), 0.0, None))
             se_col = np.zeros(len(est))
             se_col[free > 0] = std[free[free > 0] - 1]

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import mlmiss
-from mlmiss.moments import Moments
+from mlmiss.data.moments import Moments
 
 LAVAAN_DIR = Path(__file__).resolve().parent.parent / "tests" / "data" / "lavaan"
 PAPER_LIKE_CSV = LAVAAN_DIR / "paper_like.csv"

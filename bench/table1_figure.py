@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 import mlmiss
-from mlmiss.moments import Moments
+from mlmiss.data.moments import Moments
 from mlmiss.table1 import PAPER_METHODS, format_table1, table1
 
 LAVAAN_DIR = Path(__file__).resolve().parent.parent / "tests" / "data" / "lavaan"

@@ -1,22 +1,32 @@
 """mlmiss: maximum-likelihood two-level SEM with missing data at both levels.
 
-Data flow: ``DataFrame -> TwoLevelData -> Moments -> loglik / loglik_gradient``.
+Data flow, each layer importing only the ones below it::
+
+    DataFrame -> data (TwoLevelData, Moments, levels) -> likelihood (engine)
+              -> model (syntax, parameter table, RAM) -> estimation (problems,
+                 optimizers, h1, baseline) -> inference (vcov, fit measures)
+              -> results (Fit) -> fitting (sem) -> cli
+
+``paper`` is the teaching sequence of Rosseel (2021), beside the engine;
+``methods.loglik`` evaluates the log-likelihood by any of its methods.
 """
 
 import importlib
 
-from .data import TwoLevelData
-from .estimate import ConvergenceWarning, sem
-from .fit import Fit
-from .errors import DataError, MomentsError, SingularMatrixError
-from .gradient import InadmissibleMomentsError, loglik_and_gradient, loglik_gradient
-from .loglik import METHODS, loglik
-from .moments import Moments
+from .data import Moments, TwoLevelData
+from .errors import (ConvergenceWarning, DataError, InadmissibleMomentsError, InformationWarning,
+                     ModelDataError, ModelError, ModelSyntaxError, MomentsError,
+                     SingularMatrixError)
+from .fitting import sem
+from .likelihood import loglik_and_gradient, loglik_gradient
+from .methods import METHODS, loglik
+from .results import Fit
+from .version import __version__
 
-__version__ = "0.1.0"
-
-__all__ = ["sem", "Fit", "ConvergenceWarning", "TwoLevelData", "Moments", "loglik", "loglik_gradient", "loglik_and_gradient", "METHODS",
-           "DataError", "MomentsError", "SingularMatrixError", "InadmissibleMomentsError", "datasets"]
+__all__ = ["sem", "Fit", "TwoLevelData", "Moments", "loglik", "loglik_gradient",
+           "loglik_and_gradient", "METHODS", "ConvergenceWarning", "InformationWarning",
+           "DataError", "MomentsError", "SingularMatrixError", "InadmissibleMomentsError",
+           "ModelSyntaxError", "ModelError", "ModelDataError", "datasets", "__version__"]
 
 
 def __getattr__(name):

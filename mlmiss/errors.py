@@ -1,8 +1,8 @@
-"""Exceptions raised by mlmiss.
+"""Every exception and warning mlmiss raises, in one place.
 
-Every error that comes from bad input is a ``ValueError`` subclass, so code that
-already catches ``ValueError`` keeps working, and the message names the column,
-cluster or row at fault.
+Errors that come from bad input are ``ValueError`` subclasses, so code that already
+catches ``ValueError`` keeps working; each message names the column, cluster, row,
+model line or parameter at fault.
 """
 
 
@@ -14,5 +14,34 @@ class MomentsError(ValueError):
     """Moment arrays have the wrong shape, are not symmetric, or are inconsistent."""
 
 
+class InadmissibleMomentsError(MomentsError):
+    """The log-likelihood is -inf at these moments, so it has no gradient."""
+
+
 class SingularMatrixError(ValueError):
     """A method needs a matrix to be nonsingular and it is not (e.g. du Toit's Sigma_b)."""
+
+
+class ModelSyntaxError(ValueError):
+    """The model syntax cannot be read; ``line`` is the 1-based line number (or None)."""
+
+    def __init__(self, message: str, line: int | None = None):
+        self.line = line
+        super().__init__(message if line is None else f"line {line}: {message}")
+
+
+class ModelError(ValueError):
+    """The parameter table cannot be turned into a two-level model (names the row/variable)."""
+
+
+class ModelDataError(ValueError):
+    """The model and the data do not fit together (e.g. a variable is not a data column)."""
+
+
+class ConvergenceWarning(UserWarning):
+    """The optimizer stopped without meeting its convergence criterion."""
+
+
+class InformationWarning(UserWarning):
+    """The information matrix is singular or could not be computed everywhere: the
+    standard errors are not trustworthy (a symptom of a model that is not identified)."""

@@ -12,11 +12,12 @@ import time
 import numpy as np
 import pandas as pd
 
+from .data import Moments, TwoLevelData
+from .likelihood import loglik, loglik_and_gradient
+
 
 def warmup(verbose: bool = False) -> float:
     """Run the log-likelihood and its gradient once on a tiny example; returns seconds."""
-    from . import Moments, TwoLevelData, loglik, loglik_and_gradient
-
     start = time.perf_counter()
     df = pd.DataFrame({"g": [1, 1, 2, 2, 3], "y1": [0.1, np.nan, 0.3, 0.2, 0.5],
                        "y2": [1.0, 0.4, np.nan, 0.1, 0.2], "w": [1.0, 1.0, 2.0, 2.0, np.nan]})

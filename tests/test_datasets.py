@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 import mlmiss.datasets as datasets
-from mlmiss.moments import Moments
+from mlmiss.data.moments import Moments
 
 Y_NAMES = [f"y{i}" for i in range(1, 11)] + ["x1", "x2", "x3"]
 Z_NAMES = ["z1", "z2", "z3", "z4", "w1", "w2", "w3"]

@@ -9,7 +9,8 @@ import pytest
 from conftest import CASES, LAVAAN_DIR
 
 import mlmiss
-from mlmiss.model import ModelError, TwoLevelModel, flatten_gradient, flatten_moments
+from mlmiss.errors import ModelError
+from mlmiss.model.ram import TwoLevelModel, flatten_gradient, flatten_moments
 
 FIELDS = ("mu_y", "mu_z", "sigma_w", "sigma_b", "sigma_zz", "sigma_yz")
 

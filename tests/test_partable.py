@@ -17,8 +17,9 @@ import pandas as pd
 import pytest
 
 from conftest import CASES, LAVAAN_DIR
-from mlmiss.partable import COLUMNS, ModelDataError, ParTable, check_variables, parameter_table
-from mlmiss.syntax import ModelSyntaxError, Modifiers, Statement, parse
+from mlmiss.model.partable import COLUMNS, ModelDataError, ParTable, check_variables, parameter_table
+from mlmiss.errors import ModelSyntaxError
+from mlmiss.model.syntax import Modifiers, Statement, parse
 
 
 def _reference(name):

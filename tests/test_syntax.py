@@ -9,8 +9,9 @@ import warnings
 import pytest
 
 from conftest import CASES, LAVAAN_DIR
-from mlmiss.partable import parameter_table
-from mlmiss.syntax import ModelSyntaxError, Modifiers, Statement, parse
+from mlmiss.model.partable import parameter_table
+from mlmiss.errors import ModelSyntaxError
+from mlmiss.model.syntax import Modifiers, Statement, parse
 
 LEVEL2 = "level: 2\n  fb =~ y1 + y2 + y3\n"
 

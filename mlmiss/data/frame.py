@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .errors import DataError
+from ..errors import DataError, MomentsError
 from .patterns import Level1Patterns, Level2Patterns, level1_patterns, level2_patterns, sort_rows
 
 _SHOW = 5  # how many offending clusters/rows an error message lists
@@ -82,7 +82,8 @@ class TwoLevelData:
     cluster_ids : (J,) the original cluster ids, in order of first appearance.
     cluster_sizes : (J,) level-1 rows used per cluster (0 if all its rows were dropped).
     dropped_rows : index labels of rows dropped because all level-1 values are missing.
-    level1, level2 : the missing-pattern bookkeeping (:mod:`mlmiss.patterns`).
+    level1, level2 : the missing-pattern bookkeeping (:mod:`mlmiss.data.patterns`).
+    cluster_name : the name of the cluster-id column.
     """
 
     y_names: tuple
@@ -96,6 +97,7 @@ class TwoLevelData:
     dropped_rows: np.ndarray
     level1: Level1Patterns
     level2: Level2Patterns
+    cluster_name: str = ""
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -157,7 +159,7 @@ class TwoLevelData:
             z=z, cluster_ids=np.asarray(cluster_ids),
             cluster_sizes=np.bincount(cl_sorted, minlength=n_clusters).astype(np.int64),
             dropped_rows=np.asarray(df.index[empty]),
-            level1=level1, level2=level2_patterns(z),
+            level1=level1, level2=level2_patterns(z), cluster_name=str(cluster),
         )
 
     @staticmethod
@@ -227,6 +229,14 @@ class TwoLevelData:
     def n_observed_values(self) -> int:
         """Observed values entering the likelihood: level-1 values plus one z per cluster."""
         return int(np.sum(~np.isnan(self.y)) + np.sum(~np.isnan(self.z)))
+
+    def check_moments(self, moments) -> None:
+        """Moments must be ordered like the data: P level-1 and K between-only variables."""
+        if moments.n_y != self.n_y or moments.n_z != self.n_z:
+            raise MomentsError(
+                f"moments are for P={moments.n_y} level-1 and K={moments.n_z} between-only "
+                f"variables; the data have P={self.n_y} ({', '.join(self.y_names)}) and "
+                f"K={self.n_z}" + (f" ({', '.join(self.z_names)})" if self.n_z else ""))
 
     def cluster_rows(self, j: int) -> slice:
         """Rows of ``y`` that belong to cluster ``j``."""

@@ -6,7 +6,10 @@ between-only variables::
     y_ji = mu_y + y_b(j) + y_w(ji)     Var(y_w) = sigma_w,  Var(y_b) = sigma_b
     z_j  ~ (mu_z, sigma_zz)            Cov(y_b, z) = sigma_yz   (P x K)
 
-A variable whose ``sigma_b`` row is all zero has no between part (within-only).
+Which level-1 variables have a between part (the "both" variables) is decided in one
+place, :attr:`Moments.between_mask`: the set a model declares (``between=``), else the
+variables whose ``sigma_b`` row is not all zero. A declared variable may have a zero
+row (a between variance fixed or estimated at 0); it still has a between part.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from functools import cached_property
 
 import numpy as np
 
-from .errors import MomentsError
+from ..errors import MomentsError
 
 _FIELDS = ("mu_y", "mu_z", "sigma_w", "sigma_b", "sigma_zz", "sigma_yz")
 
@@ -45,6 +48,13 @@ def _check_symmetric(name, mat):
         )
 
 
+def _between_mask(sigma_b, between) -> np.ndarray:
+    """The one rule for "has a between part": declared, else a nonzero sigma_b row."""
+    if between is not None:
+        return np.array(between, dtype=bool).reshape(-1)
+    return np.any(np.asarray(sigma_b) != 0.0, axis=1)
+
+
 @dataclass(frozen=True, init=False)
 class Moments:
     """Model-implied moments, ordered as ``data.y_names`` (P) and ``data.z_names`` (K).
@@ -58,6 +68,8 @@ class Moments:
         for within-only variables.
     sigma_zz : (K, K) covariance of z.
     sigma_yz : (P, K) Cov(y_b, z); rows of within-only variables must be zero.
+    between : optional (P,) booleans, True for the variables with a between part (a
+        model's "both" variables); default: the nonzero rows of ``sigma_b``.
 
     Arrays are copied and made read-only. Shapes, finiteness and symmetry are
     checked; positive definiteness is the likelihood's business (see
@@ -71,7 +83,7 @@ class Moments:
     sigma_zz: np.ndarray
     sigma_yz: np.ndarray
 
-    def __init__(self, mu_y, mu_z, sigma_w, sigma_b, sigma_zz, sigma_yz):
+    def __init__(self, mu_y, mu_z, sigma_w, sigma_b, sigma_zz, sigma_yz, between=None):
         mu_y = _as_float_array("mu_y", mu_y, 1)
         mu_z = _as_float_array("mu_z", mu_z, 1)
         p, k = mu_y.shape[0], mu_z.shape[0]
@@ -96,16 +108,27 @@ class Moments:
                 )
         for name, mat in (("sigma_w", sigma_w), ("sigma_b", sigma_b), ("sigma_zz", sigma_zz)):
             _check_symmetric(name, mat)
-        within_only = ~np.any(sigma_b != 0.0, axis=1)
-        bad = np.flatnonzero(within_only & np.any(sigma_yz != 0.0, axis=1))
-        if bad.size:
-            raise MomentsError(
-                f"sigma_yz row(s) {bad.tolist()} are nonzero but the matching sigma_b rows are zero "
-                "(a variable without a between part cannot covary with z)"
-            )
+        mask = _between_mask(sigma_b, between)
+        if between is None:
+            bad = np.flatnonzero(~mask & np.any(sigma_yz != 0.0, axis=1))
+            if bad.size:
+                raise MomentsError(
+                    f"sigma_yz row(s) {bad.tolist()} are nonzero but the matching sigma_b rows are "
+                    "zero (a variable without a between part cannot covary with z)")
+        else:
+            if mask.shape != (p,):
+                raise MomentsError(f"between has shape {mask.shape}; expected ({p},)")
+            bad = np.flatnonzero(~mask & (np.any(sigma_b != 0.0, axis=1)
+                                          | np.any(sigma_yz != 0.0, axis=1)))
+            if bad.size:
+                raise MomentsError(
+                    f"variable(s) {bad.tolist()} have no between part (between=False) but nonzero "
+                    "sigma_b or sigma_yz rows")
         for name, arr in zip(_FIELDS, (mu_y, mu_z, sigma_w, sigma_b, sigma_zz, sigma_yz)):
             arr.setflags(write=False)
             object.__setattr__(self, name, arr)
+        mask.setflags(write=False)
+        object.__setattr__(self, "between_mask", mask)
 
     @property
     def n_y(self) -> int:
@@ -117,16 +140,17 @@ class Moments:
 
     @cached_property
     def between_index(self) -> np.ndarray:
-        """Indices of level-1 variables with a between part (nonzero ``sigma_b`` row)."""
-        index = np.flatnonzero(np.any(self.sigma_b != 0.0, axis=1)).astype(np.int64)
+        """Indices of the level-1 variables with a between part (:attr:`between_mask`)."""
+        index = np.flatnonzero(self.between_mask).astype(np.int64)
         index.setflags(write=False)
         return index
 
     def as_dict(self) -> dict:
+        """The six blocks by name (``between_mask`` is not among them)."""
         return {name: getattr(self, name) for name in _FIELDS}
 
     @classmethod
-    def unchecked(cls, mu_y, mu_z, sigma_w, sigma_b, sigma_zz, sigma_yz) -> "Moments":
+    def unchecked(cls, mu_y, mu_z, sigma_w, sigma_b, sigma_zz, sigma_yz, between=None) -> "Moments":
         """Build without validation, for arrays that are right by construction (a
         model's implied moments inside an optimizer, or a gradient, whose blocks need
         not satisfy the moment rules). The arrays are still copied and made read-only."""
@@ -135,6 +159,9 @@ class Moments:
             arr = np.array(arr, dtype=float, order="C")
             arr.setflags(write=False)
             object.__setattr__(out, name, arr)
+        mask = _between_mask(out.sigma_b, between)
+        mask.setflags(write=False)
+        object.__setattr__(out, "between_mask", mask)
         return out
 
     @classmethod

@@ -51,6 +51,8 @@ import re
 import warnings
 from dataclasses import dataclass, field, replace
 
+from ..errors import ModelSyntaxError
+
 __all__ = ["ModelSyntaxError", "Modifiers", "Statement", "parse", "OPERATORS"]
 
 #: the operators a Statement can carry
@@ -76,14 +78,6 @@ _RESERVED = {"if", "else", "repeat", "while", "function", "for", "next", "break"
              "TRUE", "FALSE", "NULL", "Inf", "NaN", "NA", "NA_integer_", "NA_real_",
              "NA_character_", "NA_complex_"}
 _LEVELS = {"1": 1, "within": 1, "2": 2, "between": 2}
-
-
-class ModelSyntaxError(ValueError):
-    """The model syntax cannot be read; ``line`` is the 1-based line number (or None)."""
-
-    def __init__(self, message: str, line: int | None = None):
-        self.line = line
-        super().__init__(message if line is None else f"line {line}: {message}")
 
 
 @dataclass(frozen=True)

@@ -3,15 +3,17 @@
 Table 1 of the paper reports the mean time (over 100 replications, R's
 ``microbenchmark``) of the five R objective functions on the paper's example
 data, and each time as a percentage of ``objective2``.  :func:`table1` times
-:func:`mlmiss.loglik` the same way and returns a table with the paper's numbers
-alongside.  It is used by ``paper_scripts/main.py`` and
-``bench/table1_figure.py``.
+log-likelihood functions the same way and returns a table with the paper's numbers
+alongside; the caller passes the functions by name (the command ``mlmiss table1``
+adds a row for the production engine, so a reader sees what the paper's last step
+gives and what goes beyond it).  It is used by ``mlmiss table1``
+(``paper_scripts/main.py``) and ``bench/table1_figure.py``.
 
 Timing protocol: every method is called once first (that call is timed
 separately as ``first_ms``: for numba-compiled methods it includes compilation)
 and then repeatedly with :func:`time.perf_counter`; ``ms`` is the mean of the
-repeated calls.  Slow methods (:data:`SLOW_METHODS`) get a fixed, small number
-of repetitions; the others are repeated until about ``budget_seconds`` have
+repeated calls, with numpy's BLAS on one thread (:mod:`mlmiss.threads`).  Slow
+methods (:data:`SLOW_METHODS`) get a fixed, small number of repetitions; the others are repeated until about ``budget_seconds`` have
 been spent (at least ``min_repeats``, at most ``max_repeats`` calls).  All
 counts and the budget are multiplied by ``repeat_scale``.
 """
@@ -23,6 +25,8 @@ import time
 
 import numpy as np
 import pandas as pd
+
+from ..threads import one_blas_thread
 
 __all__ = [
     "PAPER_TABLE1_MS",
@@ -61,42 +65,41 @@ SLOW_METHODS = ("dense", "objective1")
 _BASELINE = "objective2"
 
 
-def time_method(data, moments, method, *, repeat_scale=1.0, budget_seconds=1.0,
+def time_method(function, data, moments, *, slow=False, repeat_scale=1.0, budget_seconds=1.0,
                 min_repeats=3, max_repeats=10000, slow_repeats=3):
-    """Time ``mlmiss.loglik(data, moments, method=method)``.
+    """Time ``function(data, moments)`` (``slow``: a fixed, small number of repeats).
 
     Returns a dict with ``value`` (the log-likelihood), ``first_ms`` (the first,
     warm-up call), ``ms`` (mean of the repeated calls), ``sd_ms``, ``min_ms`` and
     ``repeats``.
     """
-    from .loglik import loglik
-
     scale = float(repeat_scale)
     if not scale > 0:
         raise ValueError(f"repeat_scale must be positive, got {repeat_scale!r}")
 
-    t0 = time.perf_counter()
-    value = loglik(data, moments, method=method)
-    first = time.perf_counter() - t0
+    with one_blas_thread():
+        t0 = time.perf_counter()
+        value = function(data, moments)
+        first = time.perf_counter() - t0
 
-    times = []
-    if method in SLOW_METHODS:
-        n = max(1, int(round(slow_repeats * scale)))
-        for _ in range(n):
-            t0 = time.perf_counter()
-            loglik(data, moments, method=method)
-            times.append(time.perf_counter() - t0)
-    else:
-        budget = budget_seconds * scale
-        lo = max(1, int(round(min_repeats * scale)))
-        hi = max(lo, int(round(max_repeats * scale)))
-        spent = 0.0
-        while len(times) < hi and (len(times) < lo or spent < budget):
-            t0 = time.perf_counter()
-            loglik(data, moments, method=method)
-            dt = time.perf_counter() - t0
-            times.append(dt)
-            spent += dt
+        times = []
+        if slow:
+            n = max(1, int(round(slow_repeats * scale)))
+            for _ in range(n):
+                t0 = time.perf_counter()
+                function(data, moments)
+                times.append(time.perf_counter() - t0)
+        else:
+            budget = budget_seconds * scale
+            lo = max(1, int(round(min_repeats * scale)))
+            hi = max(lo, int(round(max_repeats * scale)))
+            spent = 0.0
+            while len(times) < hi and (len(times) < lo or spent < budget):
+                t0 = time.perf_counter()
+                function(data, moments)
+                dt = time.perf_counter() - t0
+                times.append(dt)
+                spent += dt
 
     arr = np.asarray(times) * 1e3
     return {
@@ -109,15 +112,16 @@ def time_method(data, moments, method, *, repeat_scale=1.0, budget_seconds=1.0,
     }
 
 
-def table1(data, moments, methods=PAPER_METHODS, *, repeat_scale=1.0, budget_seconds=1.0,
+def table1(data, moments, functions, *, repeat_scale=1.0, budget_seconds=1.0,
            min_repeats=3, max_repeats=10000, slow_repeats=3, progress=None) -> pd.DataFrame:
-    """Time each method and return Table 1 with the paper's numbers beside ours.
+    """Time each function and return Table 1 with the paper's numbers beside ours.
 
     Parameters
     ----------
     data : :class:`mlmiss.TwoLevelData`
     moments : :class:`mlmiss.Moments`
-    methods : names from :data:`mlmiss.METHODS`; default the paper's five.
+    functions : {method name: ``(data, moments) -> float``}, in the table's order
+        (e.g. the paper's five from :func:`mlmiss.methods.method_function`).
     repeat_scale : multiplies every repetition count and the time budget.
     budget_seconds, min_repeats, max_repeats : repetition rule for fast methods.
     slow_repeats : repetitions for :data:`SLOW_METHODS`.
@@ -133,19 +137,13 @@ def table1(data, moments, methods=PAPER_METHODS, *, repeat_scale=1.0, budget_sec
     objective2 is not timed), ``paper_ms`` and ``paper_pct`` (NaN for methods
     not in the paper).
     """
-    methods = tuple(methods)
-    if not methods:
+    if not functions:
         raise ValueError("no methods to time")
-    from .loglik import METHODS
-
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise ValueError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
-
     rows = []
-    for method in methods:
+    for method, function in functions.items():
         row = {"method": method}
-        row.update(time_method(data, moments, method, repeat_scale=repeat_scale,
+        row.update(time_method(function, data, moments, slow=method in SLOW_METHODS,
+                               repeat_scale=repeat_scale,
                                budget_seconds=budget_seconds, min_repeats=min_repeats,
                                max_repeats=max_repeats, slow_repeats=slow_repeats))
         if progress is not None:

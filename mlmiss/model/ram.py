@@ -50,14 +50,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .moments import Moments
+from ..data.moments import Moments
+from ..errors import ModelError
 
 OPS = ("=~", "~", "~~", "~1")
 _FIELDS = ("mu_y", "mu_z", "sigma_w", "sigma_b", "sigma_zz", "sigma_yz")
-
-
-class ModelError(ValueError):
-    """The parameter table cannot be turned into a two-level model (names the row/variable)."""
 
 
 def flatten_moments(m: Moments) -> np.ndarray:
@@ -336,6 +333,8 @@ class TwoLevelModel:
         if zs - obs2:
             raise ModelError(f"z_names variable(s) {sorted(zs - obs2)} do not appear at level 2")
         self.both_names = [v for v in self.y_names if v in obs2]
+        # the "both" variables have a between part, even where their row of sigma_b is 0
+        self.between_mask = np.array([v in obs2 for v in self.y_names], dtype=bool)
         self.within_names = [v for v in self.y_names if v not in obs2]
         self.latent_names = {lev: list(latent[lev]) for lev in (1, 2)}
 
@@ -487,9 +486,9 @@ class TwoLevelModel:
         syz = vec[o["sigma_yz"]:o["sigma_yz"] + p * k].reshape(p, k)
         if symmetrize:
             sw, sb, szz = 0.5 * (sw + sw.T), 0.5 * (sb + sb.T), 0.5 * (szz + szz.T)
-            return Moments(vec[:p], vec[p:p + k], sw, sb, szz, syz)
+            return Moments(vec[:p], vec[p:p + k], sw, sb, szz, syz, between=self.between_mask)
         # the model's own vectors satisfy the moment rules by construction
-        return Moments.unchecked(vec[:p], vec[p:p + k], sw, sb, szz, syz)
+        return Moments.unchecked(vec[:p], vec[p:p + k], sw, sb, szz, syz, between=self.between_mask)
 
     def moments(self, theta) -> Moments:
         """The model-implied :class:`mlmiss.Moments` at theta."""

@@ -53,16 +53,13 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from .syntax import Modifiers, ModelSyntaxError, Statement, parse
+from ..errors import ModelDataError, ModelSyntaxError
+from .syntax import Modifiers, Statement, parse
 
 __all__ = ["ParTable", "parameter_table", "check_variables", "ModelDataError", "COLUMNS"]
 
 #: the columns of ``ParTable.table``, in order
 COLUMNS = ["id", "lhs", "op", "rhs", "level", "user", "free", "value", "label", "exo"]
-
-
-class ModelDataError(ValueError):
-    """The model and the data do not fit together (e.g. a variable is not a data column)."""
 
 
 def _unique(values: Iterable[str]) -> list[str]:
@@ -171,6 +168,28 @@ class ParTable:
         self.npar: int = int(table["free"].max()) if len(table) else 0
         self.fixed_x = fixed_x
         self.statements = list(statements)
+
+    def level_names(self, level: int) -> list[str]:
+        """Observed variables of a level: level 1 the level-1 variables (y order), level 2
+        the "both" ones (y order) then the between-only ones."""
+        return list(self.y_names) if level == 1 else self.both_names + self.z_names
+
+    def covariates(self) -> dict[int, list[str]]:
+        """lavaan's ``ov.x`` per level: the variables of the ``exo`` rows, in table order.
+
+        With ``fixed.x = FALSE`` lavaan flags no row and ``ov.x`` is the structural
+        definition, which at level 2 leaves out a variable regressed on something at any
+        level; the ``exo`` rows here are flagged either way, so those are removed."""
+        table = self.table
+        names: dict[int, list[str]] = {1: [], 2: []}
+        for row in table[table["exo"] == 1].itertuples(index=False):
+            for name in (row.lhs, row.rhs):
+                if name and name not in names[int(row.level)]:
+                    names[int(row.level)].append(name)
+        if not self.fixed_x:
+            dependent = set(table.loc[table["op"] == "~", "lhs"])
+            names[2] = [v for v in names[2] if v not in dependent]
+        return names
 
     @property
     def observed_names(self) -> list[str]:

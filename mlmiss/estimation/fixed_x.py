@@ -22,16 +22,6 @@ import numpy as np
 LOG_2PI = np.log(2.0 * np.pi)
 
 
-def covariate_names(table):
-    """(level-1 covariates, level-2 covariates), in table order."""
-    names = {1: [], 2: []}
-    for row in table[table["exo"] == 1].itertuples(index=False):
-        for name in (row.lhs, row.rhs):
-            if name and name not in names[row.level]:
-                names[row.level].append(name)
-    return names[1], names[2]
-
-
 def drop_incomplete(df, cluster, x_within, x_between):
     """The rows lavaan keeps: complete level-1 covariates, clusters with complete
     level-2 covariates (their value may sit on any row of the cluster)."""

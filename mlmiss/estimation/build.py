@@ -1,0 +1,39 @@
+"""From model syntax and a data frame to an estimation :class:`.problem.Problem`.
+
+Parses the model into its parameter table, checks that its variables are data columns,
+builds the two-level data laid out as the model's variables and, with ``fixed_x``, drops
+the rows lavaan drops and fixes the covariates at their sample moments.
+"""
+
+from __future__ import annotations
+
+from ..data.frame import TwoLevelData
+from ..errors import ModelDataError
+from ..model.partable import check_variables, parameter_table
+from .fixed_x import drop_incomplete, fill_covariate_rows
+from .problem import Problem
+
+
+def build_problem(model, data, cluster=None, fixed_x: bool = False) -> Problem:
+    """``model``: lavaan syntax (or parsed statements); ``data``: a DataFrame with the
+    ``cluster`` column, or a :class:`TwoLevelData` with the model's variables."""
+    partable = parameter_table(model, fixed_x=fixed_x)
+    covariates = partable.covariates() if fixed_x else {1: [], 2: []}
+    if isinstance(data, TwoLevelData):
+        if (sorted(data.y_names) != sorted(partable.y_names)
+                or sorted(data.z_names) != sorted(partable.z_names)):
+            raise ModelDataError(
+                f"the model's level-1 variables {list(partable.y_names)} and between-only "
+                f"variables {list(partable.z_names)} are not those of the data "
+                f"({list(data.y_names)}, {list(data.z_names)})")
+    else:
+        check_variables(partable, list(data.columns))
+        if fixed_x:
+            data = drop_incomplete(data, cluster, covariates[1], covariates[2])
+        data = TwoLevelData.from_frame(data, cluster, y=list(partable.y_names),
+                                       z=list(partable.z_names))
+    marginal = 0.0
+    if fixed_x:
+        partable.table, marginal = fill_covariate_rows(partable.table, data, covariates[1],
+                                                       covariates[2])
+    return Problem(partable, data, covariate_loglik=marginal)

@@ -1,0 +1,75 @@
+"""Estimation problems: theta -> log-likelihood and its gradient, all an optimizer sees.
+
+:class:`Problem` is a model (:class:`mlmiss.model.TwoLevelModel`) on a data set: its
+moments come from the model, the log-likelihood and the gradient with respect to the
+moments from the engine (:mod:`mlmiss.likelihood`), and the chain rule J' g gives the
+gradient in theta. The saturated model (:mod:`.saturated`) is another problem with the
+same interface.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..likelihood import loglik, loglik_and_gradient
+from ..model.ram import TwoLevelModel, flatten_gradient
+from ..model.start import start_values
+
+
+class Objective:
+    """The interface optimizers use; subclasses give ``npar``, ``data``,
+    ``moments(theta)`` and ``gradient_of_moments(theta, g)``."""
+
+    npar: int
+    data: object
+
+    def loglik(self, theta) -> float:
+        """The log-likelihood (-inf where the moments are not admissible)."""
+        return loglik(self.data, self.moments(theta))
+
+    def loglik_and_gradient(self, theta):
+        """(log-likelihood, its gradient in theta); the gradient is None where the
+        log-likelihood is -inf."""
+        value, g = loglik_and_gradient(self.data, self.moments(theta))
+        if g is None:
+            return value, None
+        return value, self.gradient_of_moments(theta, g)
+
+    def gradient(self, theta):
+        """The gradient of the log-likelihood in theta, or None where it is -inf."""
+        return self.loglik_and_gradient(theta)[1]
+
+    def f_and_grad(self, theta):
+        """What optimizers minimize: -logl / N (lavaan's scaling) and its gradient. An
+        inadmissible theta gives a large value, which sends a line search back."""
+        value, g = self.loglik_and_gradient(theta)
+        n = float(self.data.n_obs)
+        if g is None:
+            return 1e20, np.zeros_like(np.asarray(theta, dtype=float))
+        return -value / n, -g / n
+
+
+class Problem(Objective):
+    """A two-level model from a parameter table, on two-level data.
+
+    ``covariate_loglik`` is the covariates' marginal log-likelihood when they are fixed
+    (lavaan's ``fixed.x = TRUE``, :mod:`.fixed_x`): the joint log-likelihood is
+    maximized, and this is subtracted from what is reported."""
+
+    def __init__(self, partable, data, covariate_loglik: float = 0.0):
+        self.partable = partable
+        self.data = data
+        self.covariate_loglik = float(covariate_loglik)
+        # the moments are laid out like the data (same variables, perhaps another order)
+        self.model = TwoLevelModel(partable.table, list(data.y_names), list(data.z_names))
+        self.npar = self.model.npar
+
+    def moments(self, theta):
+        return self.model.moments(theta)
+
+    def gradient_of_moments(self, theta, g):
+        return self.model.jacobian(theta).T @ flatten_gradient(g)
+
+    def start(self) -> np.ndarray:
+        """lavaan-style simple start values (:func:`mlmiss.model.start.start_values`)."""
+        return start_values(self.partable, self.data)

@@ -1,0 +1,125 @@
+"""The saturated (h1) model: unrestricted within and between means and covariances.
+
+Level 1 over the level-1 variables (within-only and "both"), level 2 over the "both"
+and between-only variables, means as in every two-level model (within-only variables
+at level 1, the others at level 2). It is fitted by FIML directly in moment space, on
+the Cholesky factors of the two covariance matrices (:class:`SaturatedProblem`), from
+the observed moments; as a fallback, like any other model, from lavaan-style syntax
+that frees every variance and covariance (:func:`saturated_syntax`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..data.levels import from_levels, gradient_between_cov
+from ..model.partable import parameter_table
+from ..model.start import level_statistics
+from .optimizers import optimize
+from .problem import Objective, Problem
+from .reference import ReferenceFit
+
+
+def saturated_syntax(within_names, between_names) -> str:
+    """Every variance and covariance free at each level."""
+    lines = ["level: 1"]
+    for i, a in enumerate(within_names):
+        lines.append(f"  {a} ~~ " + " + ".join(within_names[i:]))
+    lines.append("level: 2")
+    for i, a in enumerate(between_names):
+        lines.append(f"  {a} ~~ " + " + ".join(between_names[i:]))
+    return "\n".join(lines) + "\n"
+
+
+def saturated_start(partable, data) -> np.ndarray:
+    """Observed variances (within, between, of z) and means; covariances 0."""
+    within, between, means, z_var, z_mean = level_statistics(data)
+    y_index = {n: i for i, n in enumerate(data.y_names)}
+    z_index = {n: i for i, n in enumerate(data.z_names)}
+    theta = np.zeros(partable.npar)
+    for row in partable.table.itertuples(index=False):
+        if row.free == 0:
+            continue
+        name = row.lhs
+        if row.op == "~1":
+            value = z_mean[z_index[name]] if name in z_index else means[y_index[name]]
+        elif row.lhs == row.rhs:
+            if name in z_index:
+                value = z_var[z_index[name]]
+            else:
+                value = (within if row.level == 1 else between)[y_index[name]]
+            value = value if np.isfinite(value) and value > 0 else 1.0
+        else:
+            value = 0.0
+        theta[row.free - 1] = value
+    return theta
+
+
+def fit_saturated(problem) -> ReferenceFit:
+    """Fit the unrestricted model to ``problem``'s data (same variables, same rows).
+
+    Directly in moment space first (:class:`SaturatedProblem`, L-BFGS on Cholesky
+    factors: 0.1 s for paper_like's 202 parameters); should that not converge, as a
+    model from :func:`saturated_syntax` with the trust-region optimizer."""
+    data = problem.data
+    between = problem.model.between_mask
+    direct = SaturatedProblem(data, between)
+    estimate = optimize(direct, direct.start(), "L-BFGS-B", maxiter=5000, gtol=1e-10)
+    if estimate.converged:
+        return ReferenceFit(direct, estimate, problem.covariate_loglik)
+    both = [n for n, b in zip(data.y_names, between) if b]
+    partable = parameter_table(saturated_syntax(list(data.y_names), both + list(data.z_names)))
+    fallback = Problem(partable, data)
+    estimate = optimize(fallback, saturated_start(partable, data), "trust-exact")
+    return ReferenceFit(fallback, estimate, problem.covariate_loglik)
+
+
+class SaturatedProblem(Objective):
+    """The saturated model in moment space: theta holds the free means and the Cholesky
+    factors of the within covariance and of the joint between covariance of the "both"
+    and between-only variables. Every theta gives positive definite matrices, so L-BFGS
+    needs no guard against inadmissible steps."""
+
+    def __init__(self, data, between_mask):
+        self.data = data
+        self.between_mask = np.asarray(between_mask, dtype=bool)
+        p, k = data.n_y, data.n_z
+        self.p = p
+        self.both = np.flatnonzero(self.between_mask)
+        self.within_only = np.flatnonzero(~self.between_mask)
+        self.m = self.both.size + k                       # between variables
+        self.tril_w = np.tril_indices(p)
+        self.tril_b = np.tril_indices(self.m)
+        self.sizes = (self.within_only.size, self.m, self.tril_w[0].size, self.tril_b[0].size)
+        self.npar = int(sum(self.sizes))
+
+    def split(self, theta):
+        a, b, c, _ = self.sizes
+        lw = np.zeros((self.p, self.p))
+        lw[self.tril_w] = theta[a + b:a + b + c]
+        lb = np.zeros((self.m, self.m))
+        lb[self.tril_b] = theta[a + b + c:]
+        return theta[:a], theta[a:a + b], lw, lb
+
+    def moments(self, theta):
+        mean_w, mean_b, lw, lb = self.split(theta)
+        within_mean = np.zeros(self.p)
+        within_mean[self.within_only] = mean_w
+        return from_levels(within_mean, lw @ lw.T, mean_b, lb @ lb.T, self.between_mask,
+                           checked=False)
+
+    def gradient_of_moments(self, theta, g):
+        _, _, lw, lb = self.split(theta)
+        g_joint = gradient_between_cov(g)
+        return np.concatenate([g.mu_y[self.within_only], g.mu_y[self.both], g.mu_z,
+                               (2.0 * g.sigma_w @ lw)[self.tril_w],
+                               (2.0 * g_joint @ lb)[self.tril_b]])
+
+    def start(self):
+        """Observed means and variances, no covariances."""
+        within, between, means, z_var, z_mean = level_statistics(self.data)
+        b_var = np.concatenate([between[self.both], z_var])
+        lw = np.diag(np.sqrt(np.where(np.isfinite(within) & (within > 0), within, 1.0)))
+        lb = np.diag(np.sqrt(np.where(np.isfinite(b_var) & (b_var > 0), b_var, 1.0)))
+        return np.concatenate([means[self.within_only], means[self.both], z_mean,
+                               lw[self.tril_w], lb[self.tril_b]])

@@ -1,0 +1,50 @@
+"""``sem(model, data, cluster)``: fit a two-level SEM by full-information ML."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from .errors import ConvergenceWarning
+from .estimation.build import build_problem
+from .estimation.optimizers import optimize
+from .results import Fit
+
+
+def sem(model: str, data, cluster: str | None = None, fixed_x: bool = False, start=None,
+        optimizer: str = "auto", maxiter: int = 1000, gtol: float = 1e-9) -> Fit:
+    """Fit a two-level SEM by full-information maximum likelihood.
+
+    Parameters
+    ----------
+    model : lavaan model syntax with ``level: 1`` and ``level: 2`` blocks.
+    data : a pandas DataFrame (one row per level-1 unit) or a :class:`TwoLevelData`.
+    cluster : the cluster-id column (not needed with a :class:`TwoLevelData`).
+    fixed_x : lavaan's ``fixed.x``; the default False treats exogenous observed
+        variables as random (their means, variances and covariances are estimated).
+        True fixes them at their sample moments and reports the conditional
+        log-likelihood, as lavaan does (:mod:`mlmiss.estimation.fixed_x`).
+    start : optional theta to start from (default: lavaan-style simple start values).
+    optimizer : "auto" (default: scipy's Krylov trust region with Hessian-vector products
+        from the analytic gradient, and the full-Hessian trust region when that does not
+        reach a stationary point), "trust-exact" or "L-BFGS-B".
+    maxiter, gtol : the optimizer's iteration limit and gradient tolerance (on the
+        scaled objective -logl / N). The fit counts as converged when the largest
+        element of that gradient is below 1e-6, whatever the optimizer says.
+    """
+    if cluster is None and not hasattr(data, "level1"):
+        raise ValueError("sem() needs cluster= (the cluster-id column) for a DataFrame")
+    problem = build_problem(model, data, cluster, fixed_x)
+    if start is None:
+        theta0 = problem.start()
+    else:
+        theta0 = np.asarray(start, dtype=float)
+        if theta0.shape != (problem.npar,):
+            raise ValueError(f"start has shape {theta0.shape}; the model has {problem.npar} "
+                             "free parameters")
+    fit = Fit(problem, optimize(problem, theta0, optimizer, maxiter, gtol))
+    if not fit.converged:
+        warnings.warn(f"the optimizer did not converge: {fit.message}", ConvergenceWarning,
+                      stacklevel=2)
+    return fit

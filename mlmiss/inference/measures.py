@@ -1,0 +1,243 @@
+"""Fit measures of a two-level fit, as lavaan reports them.
+
+lavaan's definitions for a two-level model fitted by ML (lavaan 0.7; the file each comes
+from is named beside it):
+
+* ``chisq`` (``lav_test.R``): the likelihood-ratio statistic against the unrestricted
+  (h1) model, ``2 * (unrestricted_logl - logl)``, set to 0 when negative; ``pvalue`` its
+  upper chi-square tail with ``df`` degrees of freedom (missing when ``df`` is 0).
+* ``df`` (``lav_partable_utils.R``: ``lav_pt_ndat``, ``lav_pt_df``; ``lav_test_utils.R``):
+  the number of "sample statistics" minus ``npar``. Per level: the within level counts
+  the covariances of its variables and the means of the within-only ones; the between
+  level counts covariances and means of its variables. With ``fixed.x = TRUE`` the
+  covariates' own moments are taken out (their covariances at each level, and their
+  means at level 2; their level-1 means were never counted).
+* the baseline model (``lav_object_generate.R``: ``lav_object_baseline``;
+  ``lav_partable_unrestricted.R``: ``lav_pt_indep_or_unrestricted``): per level, every
+  observed variable of that level gets a free variance and nothing else, except that the
+  exogenous covariates of a level (lavaan's ``ov.x``) keep their covariances among
+  themselves free (``baseline.fixed.x.free.cov = TRUE``, the default); the means follow
+  the two-level rule (free at level 2, free at level 1 for within-only variables only).
+  With ``fixed.x = TRUE`` the covariates' rows are fixed at the h1 values, so they do
+  not count as parameters; the baseline statistic is then the same number as with
+  ``fixed.x = FALSE``. ``baseline_chisq`` is ``2 * (unrestricted_logl - baseline logl)``
+  (0 if negative) and ``baseline_df`` its sample statistics minus its parameters.
+* ``cfi``, ``tli`` (``lav_fit_cfi.R``): Bentler's CFI with lavaan's guards (1 when both
+  non-centralities are 0), and the TLI written as ``1 - (X2 - df) df0 / ((X0 - df0) df)``
+  (1 when ``df`` is 0).
+* ``aic``, ``bic`` (``lav_fit_aic.R``, ``lav_model_loglik.R``): ``-2 logl + 2 npar`` and
+  ``-2 logl + npar log N`` with N the number of level-1 rows used (not clusters).
+* ``rmsea`` (``lav_fit_rmsea.R``): ``sqrt(max(chisq / N / df - 1 / N, 0))``, N again the
+  level-1 rows; 0 when ``df`` is 0.
+* ``srmr_within``, ``srmr_between`` (``lav_fit_srmr.R``: ``lav_fit_srmr_twolevel``): per
+  level, the covariance matrices of the h1 model and of the fitted model are turned into
+  correlation matrices and compared; the root mean square of the lower triangle
+  (diagonal included) of the difference. No means. The fitted between covariance matrix
+  is first made positive definite (eigenvalues below 1e-6 of the largest are raised to
+  it). ``srmr`` is their sum.
+
+``fit_measures(fit)`` reads only ``fit.loglik``, ``fit.npar``, ``fit.nobs``,
+``fit.partable``, ``fit.h1()`` (``.loglik``, ``.moments``),
+``fit.baseline()`` (``.loglik``) and ``fit.implied()["moments"]``, so any object with
+those attributes will do. The degrees of freedom come from the parameter table, not from
+the h1 or baseline objects' ``npar``: with ``fixed_x=True`` those are fitted with the
+covariate rows free, and their ``loglik`` must have the covariates' marginal
+log-likelihood taken out, as the model's has.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..data.levels import between_cov
+from ..estimation.baseline import baseline_syntax
+from ..model.partable import parameter_table
+
+__all__ = ["baseline_npar", "sample_statistics", "degrees_of_freedom", "fit_measures",
+           "MEASURES"]
+
+#: the keys of :func:`fit_measures`, lavaan's names with dots as underscores
+MEASURES = ("npar", "logl", "unrestricted_logl", "aic", "bic", "chisq", "df", "pvalue",
+            "baseline_chisq", "baseline_df", "baseline_pvalue", "cfi", "tli", "rmsea",
+            "srmr", "srmr_within", "srmr_between")
+
+
+# --------------------------------------------------------------------------- counting
+
+def _count_statistics(level1, level2, within_only, x1, x2, fixed) -> int:
+    p1, p2 = len(level1), len(level2)
+    x1_set = set(x1)
+    count = p1 * (p1 + 1) // 2 + p2 * (p2 + 1) // 2 + p2
+    # within means: within-only variables, but not the covariates' when they are fixed
+    count += sum(1 for v in within_only if not (fixed and v in x1_set))
+    if fixed:
+        k1, k2 = len(x1), len(x2)
+        count -= k1 * (k1 + 1) // 2 + k2 * (k2 + 1) // 2 + k2
+    return count
+
+
+def sample_statistics(partable) -> int:
+    """lavaan's ``ndat`` for the model: the df are this minus ``npar``."""
+    x = partable.covariates()
+    return _count_statistics(partable.level_names(1), partable.level_names(2),
+                             partable.within_names, x[1], x[2], partable.fixed_x)
+
+
+def _baseline_fixed_rows(partable, table) -> np.ndarray:
+    """Rows of the baseline table that lavaan fixes under ``fixed.x = TRUE``.
+
+    Its rule runs over the whole group: the level-2 covariates' rows at level 1 are fixed
+    too (this only matters for a variable that is a covariate at level 2 but not at 1).
+    """
+    x = partable.covariates()
+    sets = {1: set(x[1]) | set(x[2]), 2: set(x[2])}
+    fixed = np.zeros(len(table), dtype=bool)
+    for i, row in enumerate(table.itertuples(index=False)):
+        names = sets[int(row.level)]
+        if row.op == "~~":
+            fixed[i] = row.lhs in names and row.rhs in names
+        elif row.op == "~1":
+            fixed[i] = row.lhs in names
+    return fixed
+
+
+def baseline_npar(partable) -> int:
+    """lavaan's number of free parameters of the baseline model (``fixed.x = TRUE``:
+    without the covariate rows, which it fixes)."""
+    base = parameter_table(baseline_syntax(partable))
+    if not partable.fixed_x:
+        return int(base.npar)
+    table = base.table
+    free = table["free"].to_numpy()
+    fixed = _baseline_fixed_rows(partable, table)
+    return int(len(set(free[(free > 0) & ~fixed])))
+
+
+def _baseline_statistics(partable) -> int:
+    """``ndat`` of lavaan's baseline table (its own covariate sets, see above)."""
+    if not partable.fixed_x:
+        return sample_statistics(partable)
+    x = partable.covariates()
+    level1 = partable.level_names(1)
+    level1_set = set(level1)
+    x1 = list(dict.fromkeys(x[1] + [v for v in x[2] if v in level1_set]))
+    return _count_statistics(level1, partable.level_names(2), partable.within_names, x1, x[2],
+                             True)
+
+
+def degrees_of_freedom(partable) -> tuple[int, int]:
+    """(``df``, ``baseline_df``) as lavaan counts them for this model."""
+    return (sample_statistics(partable) - int(partable.npar),
+            _baseline_statistics(partable) - baseline_npar(partable))
+
+
+# --------------------------------------------------------------------------- measures
+
+def _force_pd(s: np.ndarray, tol: float = 1e-6) -> np.ndarray:
+    """Raise eigenvalues below ``tol`` times the largest one to that value."""
+    if s.shape[0] == 1:
+        return np.array([[max(s[0, 0], tol)]])
+    values, vectors = np.linalg.eigh(s)
+    top = abs(values[-1])
+    values = np.where(values / top < tol, tol * top, values)
+    return (vectors * values) @ vectors.T
+
+
+def _correlation(s: np.ndarray) -> np.ndarray:
+    d = np.diag(s)
+    if np.any(~(d > 0)):
+        return np.full_like(s, np.nan)
+    scale = 1.0 / np.sqrt(d)
+    return s * scale[:, None] * scale[None, :]
+
+
+def _srmr(observed: np.ndarray, fitted: np.ndarray) -> float:
+    if observed.shape[0] == 0:
+        return float("nan")
+    residual = _correlation(observed) - _correlation(fitted)
+    lower = residual[np.tril_indices(residual.shape[0])]
+    return float(np.sqrt(np.sum(lower ** 2) / lower.size))
+
+
+def _cfi(x2, df, x2_0, df_0) -> float:
+    if any(math.isnan(float(v)) for v in (x2, df, x2_0, df_0)):
+        return float("nan")
+    t1 = max(x2 - df, 0.0)
+    t2 = max(x2 - df, x2_0 - df_0, 0.0)
+    if abs(t1) < 1.5e-8 and abs(t2) < 1.5e-8:
+        return 1.0
+    return 1.0 - t1 / t2
+
+
+def _tli(x2, df, x2_0, df_0) -> float:
+    t1 = (x2 - df) * df_0
+    t2 = (x2_0 - df_0) * df
+    if not (math.isfinite(t1) and math.isfinite(t2)):
+        return float("nan")
+    if df > 0 and abs(t2) > 0:
+        return 1.0 - t1 / t2
+    return 1.0
+
+
+def _rmsea(x2, df, n) -> float:
+    if not math.isfinite(x2):
+        return float("nan")
+    if df <= 0:
+        return 0.0
+    return math.sqrt(max(x2 / n / df - 1.0 / n, 0.0))
+
+
+def _pvalue(x2, df) -> float:
+    from scipy.stats import chi2  # imported here: scipy.stats is slow to import
+
+    if df <= 0 or not math.isfinite(x2):
+        return float("nan")
+    return float(chi2.sf(x2, df))
+
+
+def fit_measures(fit) -> dict:
+    """lavaan's ``fitMeasures()`` for a two-level ML fit (names with ``_`` for ``.``).
+
+    Keys: :data:`MEASURES`. See the module docstring for each definition.
+    """
+    partable = fit.partable
+    npar = int(fit.npar)
+    logl = float(fit.loglik)
+    n = float(fit.nobs)
+    h1 = fit.h1()
+    base = fit.baseline()
+    h1_logl = float(h1.loglik)
+
+    df = sample_statistics(partable) - npar
+    x2 = max(2.0 * (h1_logl - logl), 0.0)
+    base_df = degrees_of_freedom(partable)[1]
+    base_x2 = max(2.0 * (h1_logl - float(base.loglik)), 0.0)
+
+    observed, fitted = h1.moments, fit.implied()["moments"]
+    f_between = between_cov(fitted)
+    srmr_within = _srmr(observed.sigma_w, fitted.sigma_w)
+    s_between = between_cov(observed)
+    srmr_between = _srmr(s_between, _force_pd(f_between)) if f_between.size else float("nan")
+
+    out = {
+        "npar": npar,
+        "logl": logl,
+        "unrestricted_logl": h1_logl,
+        "aic": -2.0 * logl + 2.0 * npar,
+        "bic": -2.0 * logl + npar * math.log(n),
+        "chisq": x2,
+        "df": int(df),
+        "pvalue": _pvalue(x2, df),
+        "baseline_chisq": base_x2,
+        "baseline_df": int(base_df),
+        "baseline_pvalue": _pvalue(base_x2, base_df),
+        "cfi": _cfi(x2, df, base_x2, base_df),
+        "tli": _tli(x2, df, base_x2, base_df),
+        "rmsea": _rmsea(x2, df, n),
+        "srmr": srmr_within + srmr_between,
+        "srmr_within": srmr_within,
+        "srmr_between": srmr_between,
+    }
+    return {k: out[k] for k in MEASURES}

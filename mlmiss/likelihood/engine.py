@@ -1,0 +1,161 @@
+"""The production log-likelihood and its gradient: the stages run in turn.
+
+What the paper's objective 5 does (sec. 4.6: global level-1 and level-2 patterns),
+taken further for speed; each stage is one Numba kernel over plain arrays, one thread:
+
+1. :func:`.within.within_forward`: per level-1 pattern, W_p = Sigma_w[o, o]^{-1} as a
+   rank-one update of its parent on the prefix tree of the missing sets, and the
+   within term from the pattern's sums of y and y y';
+2. :func:`.between.between_patterns`: per level-2 pattern, Sigma_zz[o, o]^{-1}, H and
+   Sigma_j(b.z), with its inverse or a rank-revealing factor;
+3. :func:`.clusters.cluster_terms`: per cluster, A_j and p_j from its pairs and the
+   singular-safe forms (85)-(87), in P_b x P_b terms.
+
+The gradient (:func:`loglik_and_gradient`, derivation in ``docs/gradient.md``) runs
+stages 1-2, then :func:`.clusters.cluster_scores` (the cluster terms and the level-2
+gradient) and :func:`.within.within_backward` (sigma_w and mu_y, reverse mode through
+stage 1's tree walk).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from ..data.moments import Moments
+from ..errors import InadmissibleMomentsError
+from ..linalg import cholesky_inverse
+from .between import between_patterns
+from .clusters import cluster_scores, cluster_terms
+from .within import within_backward, within_forward
+
+LOG_2PI = np.log(2.0 * np.pi)
+
+
+class Stages(NamedTuple):
+    """Stages 1 and 2 of one evaluation: what the cluster stage needs."""
+
+    omega_w: np.ndarray
+    within: float
+    wb: np.ndarray
+    wbb: np.ndarray
+    wmub: np.ndarray
+    zinv: np.ndarray
+    zlogdet: np.ndarray
+    h: np.ndarray
+    s_bz: np.ndarray
+    r_bz: np.ndarray
+    rank_bz: np.ndarray
+    s_inv: np.ndarray
+    s_logdet: np.ndarray
+    s_inv_h: np.ndarray
+
+
+def pattern_stages(data, moments):
+    """Stages 1 (level-1 patterns) and 2 (level-2 patterns); None if sigma_w or
+    sigma_zz (or one of their observed blocks) is not positive definite."""
+    l1, l2 = data.level1, data.level2
+    bidx = moments.between_index
+    omega_w, logdet_w = cholesky_inverse(moments.sigma_w)
+    if omega_w is None:
+        return None
+    p, nb, n_pat = data.n_y, bidx.size, l1.n_patterns
+    wb = np.empty((n_pat, nb, p))
+    wbb = np.empty((n_pat, nb * nb))
+    wmub = np.empty((n_pat, nb))
+    within = within_forward(moments.mu_y, omega_w, logdet_w, bidx, l1.tree_var, l1.tree_depth,
+                            l1.tree_pattern, l1.freq, l1.pattern_sum, l1.pattern_sumsq,
+                            wb, wbb, wmub)
+    if np.isnan(within):
+        return None
+    n_q, k = l2.observed.shape
+    zinv = np.empty((n_q, k, k))
+    zlogdet = np.empty(n_q)
+    h = np.empty((n_q, nb, k))
+    s_bz = np.empty((n_q, nb, nb))
+    r_bz = np.empty((n_q, nb, nb))
+    rank_bz = np.empty(n_q, np.int64)
+    s_inv = np.empty((n_q, nb, nb))
+    s_logdet = np.empty(n_q)
+    s_inv_h = np.empty((n_q, nb, k))
+    if not between_patterns(moments.sigma_b, moments.sigma_zz, moments.sigma_yz, bidx, l2.observed,
+                            zinv, zlogdet, h, s_bz, r_bz, rank_bz, s_inv, s_logdet, s_inv_h):
+        return None
+    return Stages(omega_w, within, wb, wbb, wmub, zinv, zlogdet, h, s_bz, r_bz, rank_bz, s_inv,
+                  s_logdet, s_inv_h)
+
+
+def loglik(data, moments) -> float:
+    """The log-likelihood (lavaan's logl); -inf where the moments are not admissible."""
+    data.check_moments(moments)
+    l1, l2 = data.level1, data.level2
+    st = pattern_stages(data, moments)
+    if st is None:
+        return -np.inf
+    between = cluster_terms(moments.mu_z, data.z, l2.cluster_pattern, st.zinv, st.zlogdet, st.h,
+                            st.s_bz, st.r_bz, st.rank_bz, st.s_inv, st.s_logdet, st.s_inv_h,
+                            l1.cluster_pair_ptr, l1.pair_pattern, l1.pair_freq, l1.pair_sum,
+                            st.wb, st.wbb, st.wmub)
+    if np.isnan(between):
+        return -np.inf
+    return float(-0.5 * (data.n_observed_values * LOG_2PI + st.within + between))
+
+
+def loglik_and_gradient(data, moments):
+    """(log-likelihood, gradient) in one pass; the gradient is ``None`` where the
+    log-likelihood is -inf (the moments are not admissible).
+
+    The gradient is a :class:`Moments` of derivatives of :func:`loglik`: ``mu_y``,
+    ``mu_z`` and ``sigma_yz`` hold plain partial derivatives; ``sigma_w``, ``sigma_b``
+    and ``sigma_zz`` hold the symmetric G with dL = sum_ij G_ij dS_ij for every
+    symmetric perturbation dS (so a free off-diagonal element, which appears twice, has
+    derivative 2 G_ij). Rows and columns of ``sigma_b``, and rows of ``sigma_yz``, of
+    variables without a between part (``moments.between_index``) are structurally
+    fixed and returned as 0.
+    """
+    data.check_moments(moments)
+    l1, l2 = data.level1, data.level2
+    bidx = moments.between_index
+    st = pattern_stages(data, moments)
+    if st is None:
+        return -np.inf, None
+    p, nb, k = data.n_y, bidx.size, data.n_z
+    c_all = np.empty((data.n_clusters, nb))
+    k_all = np.empty((data.n_clusters, nb, nb))
+    g_mu_z = np.empty(k)
+    g_szz = np.empty((k, k))
+    g_syz = np.empty((nb, k))
+    g_sb = np.empty((nb, nb))
+    between = cluster_scores(moments.mu_z, data.z, l2.cluster_pattern, st.zinv, st.zlogdet, st.h,
+                             st.s_bz, st.r_bz, st.rank_bz, st.s_inv, st.s_logdet,
+                             l1.cluster_pair_ptr, l1.pair_pattern, l1.pair_freq, l1.pair_sum,
+                             st.wb, st.wbb, st.wmub, l2.freq, c_all, k_all,
+                             g_mu_z, g_szz, g_syz, g_sb)
+    if np.isnan(between):
+        return -np.inf, None
+    value = float(-0.5 * (data.n_observed_values * LOG_2PI + st.within + between))
+    g_sw = np.empty((p, p))
+    g_mu_y = np.empty(p)
+    within_backward(moments.mu_y, st.omega_w, bidx, l1.tree_var, l1.tree_depth, l1.tree_pattern,
+                    l1.freq, l1.pattern_sum, l1.pattern_sumsq, l1.pattern_pairs, l1.pattern_pair_ptr,
+                    l1.pair_cluster, l1.pair_freq, l1.pair_sum, c_all, k_all, g_sw, g_mu_y)
+    sigma_b = np.zeros((p, p))
+    sigma_b[np.ix_(bidx, bidx)] = 0.5 * (g_sb + g_sb.T)
+    sigma_yz = np.zeros((p, k))
+    sigma_yz[bidx, :] = g_syz
+    gradient = Moments.unchecked(g_mu_y, g_mu_z, g_sw, sigma_b, 0.5 * (g_szz + g_szz.T), sigma_yz,
+                                 between=moments.between_mask)
+    return value, gradient
+
+
+def loglik_gradient(data, moments) -> Moments:
+    """The gradient of :func:`loglik` with respect to the moments (layout as in
+    :func:`loglik_and_gradient`). Raises :class:`InadmissibleMomentsError` where the
+    log-likelihood is -inf."""
+    value, gradient = loglik_and_gradient(data, moments)
+    if gradient is None:
+        raise InadmissibleMomentsError(
+            "the log-likelihood is -inf at these moments (sigma_w, sigma_zz or some cluster's "
+            "V_j is not positive definite), so it has no gradient")
+    return gradient

@@ -1,0 +1,206 @@
+"""The result of a fit: estimates, log-likelihood, convergence, and what follows from them.
+
+A :class:`Fit` holds its estimation problem (model, data, parameter table) and the
+optimizer's estimate, and asks the lower layers for everything else: standard errors
+(:mod:`mlmiss.inference.vcov`), the saturated and baseline models
+(:mod:`mlmiss.estimation`), fit measures (:mod:`mlmiss.inference.measures`), the
+summary text (:mod:`mlmiss.report`). Each is computed once, on first request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .data.levels import to_levels
+from .estimation.baseline import fit_baseline
+from .estimation.optimizers import Estimate
+from .estimation.problem import Problem
+from .estimation.reference import ReferenceFit
+from .estimation.saturated import fit_saturated
+from .inference.measures import fit_measures
+from .inference.vcov import observed_vcov
+from .report import summary_text
+
+
+@dataclass(eq=False)
+class Fit:
+    """A fitted two-level model (returned by :func:`mlmiss.sem`).
+
+    Attributes
+    ----------
+    problem : the estimation problem (``partable``, ``model``, ``data``).
+    estimate : what the optimizer found (:class:`mlmiss.estimation.optimizers.Estimate`).
+    """
+
+    problem: Problem
+    estimate: Estimate
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    # ------------------------------------------------------------------ what was fitted
+    @property
+    def partable(self):
+        """The model's parameter table (:class:`mlmiss.model.ParTable`)."""
+        return self.problem.partable
+
+    @property
+    def model(self):
+        """The :class:`mlmiss.model.TwoLevelModel` (theta -> moments)."""
+        return self.problem.model
+
+    @property
+    def data(self):
+        """The :class:`mlmiss.TwoLevelData` the model was fitted to."""
+        return self.problem.data
+
+    @property
+    def cluster(self) -> str:
+        return self.data.cluster_name
+
+    @property
+    def fixed_x(self) -> bool:
+        return bool(self.partable.fixed_x)
+
+    # ------------------------------------------------------------------ the estimate
+    @property
+    def theta(self) -> np.ndarray:
+        return self.estimate.theta
+
+    @property
+    def loglik(self) -> float:
+        """The log-likelihood at the estimates (lavaan's ``logl``; with fixed covariates
+        the conditional one)."""
+        return self.estimate.loglik - self.problem.covariate_loglik
+
+    @property
+    def converged(self) -> bool:
+        return self.estimate.converged
+
+    @property
+    def iterations(self) -> int:
+        return self.estimate.iterations
+
+    @property
+    def message(self) -> str:
+        return self.estimate.message
+
+    @property
+    def optimizer(self) -> str:
+        return self.estimate.optimizer
+
+    @property
+    def seconds(self) -> float:
+        return self.estimate.seconds
+
+    @property
+    def npar(self) -> int:
+        """Free parameters (equality-constrained ones counted once)."""
+        return int(self.partable.npar)
+
+    @property
+    def nobs(self) -> int:
+        return self.data.n_obs
+
+    @property
+    def nclusters(self) -> int:
+        return self.data.n_clusters
+
+    def _cached(self, key, compute):
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
+
+    # ------------------------------------------------------------------ estimates
+    def parameter_names(self) -> list[str]:
+        """One name per free parameter: its first row, as ``lhs op rhs (level L)``."""
+        names = {}
+        for r in self.partable.table.itertuples(index=False):
+            if r.free > 0 and r.free not in names:
+                names[r.free] = f"{r.lhs} {r.op} {r.rhs}".strip() + f" (level {r.level})"
+        return [names[i] for i in range(1, self.npar + 1)]
+
+    def vcov(self) -> np.ndarray:
+        """Covariance matrix of theta: the inverse of the observed information (the
+        Hessian of -logl at the estimates, from central differences of the analytic
+        gradient), lavaan's default for missing data. Warns
+        (:class:`mlmiss.InformationWarning`) when it is singular or not positive definite;
+        NaN where a second derivative could not be computed."""
+        return self._cached("vcov", lambda: observed_vcov(self.problem, self.theta,
+                                                          self.parameter_names()))
+
+    def parameter_estimates(self, ci_level: float = 0.95, se: bool = True) -> pd.DataFrame:
+        """One row per parameter-table entry: lhs, op, rhs, level, label, est, and
+        (``se=True``) se, z, pvalue, ci_lower, ci_upper (Wald, normal quantiles); fixed
+        parameters have se 0 and no test, as in lavaan."""
+        table = self.partable.table
+        est = table["value"].to_numpy(dtype=float).copy()
+        free = table["free"].to_numpy()
+        est[free > 0] = self.theta[free[free > 0] - 1]
+        out = pd.DataFrame({"lhs": table["lhs"], "op": table["op"], "rhs": table["rhs"],
+                            "level": table["level"], "label": table["label"], "est": est})
+        if se:
+            from scipy import stats  # imported here: scipy.stats is slow to import
+
+            variances = np.diag(self.vcov())
+            with np.errstate(invalid="ignore"):
+                std = np.where(variances >= 0, np.sqrt(np.abs(variances)), np.nan)
+            se_col = np.zeros(len(est))
+            se_col[free > 0] = std[free[free > 0] - 1]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                z = np.where(free > 0, est / se_col, np.nan)
+            q = stats.norm.ppf(0.5 + ci_level / 2.0)
+            out["se"] = se_col
+            out["z"] = z
+            out["pvalue"] = 2.0 * stats.norm.sf(np.abs(z))
+            out["ci_lower"] = est - q * se_col
+            out["ci_upper"] = est + q * se_col
+        return out
+
+    # ------------------------------------------------------------------ moments
+    def implied(self) -> dict:
+        """Model-implied moments: ``{"moments": Moments, "within": {...}, "between": {...}}``
+        with per-level ``mean`` (Series) and ``cov`` (DataFrame). As in lavaan, the within
+        means of "both" variables are 0 and live at the between level."""
+        m = self.model.moments(self.theta)
+        return {"moments": m, **to_levels(m, self.data.y_names, self.data.z_names)}
+
+    def h1(self) -> ReferenceFit:
+        """The saturated model fitted to the same data (:mod:`mlmiss.estimation.saturated`)."""
+        return self._cached("h1", lambda: fit_saturated(self.problem))
+
+    def baseline(self) -> ReferenceFit:
+        """The baseline model of the incremental fit indices, fitted to the same data
+        (:mod:`mlmiss.estimation.baseline`)."""
+        return self._cached("baseline", lambda: fit_baseline(self.problem))
+
+    def fit_measures(self) -> dict:
+        """lavaan's fit measures (names with underscores): npar, logl, unrestricted_logl,
+        aic, bic, chisq, df, pvalue, baseline_chisq, baseline_df, cfi, tli, rmsea,
+        srmr_within, srmr_between (:mod:`mlmiss.inference.measures`)."""
+        return self._cached("measures", lambda: fit_measures(self))
+
+    def summary(self, fit_measures: bool = True) -> str:
+        """A lavaan-like text summary (also printed); ``fit_measures=False`` leaves out
+        the test and the fit measures (no h1 or baseline fit)."""
+        text = summary_text(self, measures=fit_measures)
+        print(text)
+        return text
+
+    def inspect(self, what: str):
+        """lavaan's lavInspect for ``"h1"`` (per-level means and covariances of the
+        saturated model) and ``"icc"`` (intraclass correlations from it, 0 for
+        within-only variables)."""
+        if what == "h1":
+            return to_levels(self.h1().moments, self.data.y_names, self.data.z_names)
+        if what == "icc":
+            m = self.h1().moments
+            w, b = np.diag(m.sigma_w), np.diag(m.sigma_b)
+            return pd.Series(b / (w + b), index=list(self.data.y_names), name="icc")
+        raise ValueError(f"inspect({what!r}): known are 'h1' and 'icc'")
+
+    def __repr__(self) -> str:
+        status = "converged" if self.converged else "NOT converged"
+        return (f"<mlmiss Fit: {status} after {self.iterations} iterations, logl = {self.loglik:.4f}, "
+                f"npar = {self.npar}, nobs = {self.nobs}, nclusters = {self.nclusters}>")

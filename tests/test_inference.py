@@ -22,7 +22,8 @@ def test_standard_errors_match_lavaan(fits, case):
     free = theirs["se"].to_numpy() > 0
     assert np.all(pe["se"].to_numpy()[~free] == 0)
     ratio = pe["se"].to_numpy()[free] / theirs["se"].to_numpy()[free]
-    assert np.max(np.abs(ratio - 1)) < 0.02
+    # observed worst 0.2% (saturated_between, where our optimum is above lavaan's)
+    assert np.max(np.abs(ratio - 1)) < 0.006
     # Wald columns follow from est and se
     row = pe[free].iloc[0]
     assert row["z"] == pytest.approx(row["est"] / row["se"])
@@ -43,7 +44,8 @@ def test_icc_matches_lavaan(fits, case):
     ref, fit = fits(case)
     icc = fit.inspect("icc")
     theirs = pd.Series(ref["fit"]["icc"]["value"], index=ref["fit"]["icc"]["names"])
-    np.testing.assert_allclose(icc[theirs.index].to_numpy(), theirs.to_numpy(), atol=1e-3)
+    # observed worst 7e-5 (paper_like)
+    np.testing.assert_allclose(icc[theirs.index].to_numpy(), theirs.to_numpy(), atol=3e-4)
 
 
 def test_h1_per_level_layout(fits):
@@ -73,9 +75,10 @@ def test_fit_measures_of_real_fits_match_lavaan(fits, case):
     for name, theirs in ref["fit"]["fit_measures"].items():
         if theirs is None:
             continue
-        tol = 0.05 if name in LOOSE else 2e-3
-        if case == "saturated_between" and name in {"logl", "aic", "bic"}:
-            tol = 0.01  # our maximum is 0.003 above lavaan's (its optimizer stopped short)
+        # observed worst: 6.3e-3 for the likelihood-based ones (saturated_between, where
+        # our maximum is 0.003 above lavaan's: its optimizer stopped short), 9.3e-4 for
+        # the others (srmr_between, same case)
+        tol = 0.02 if name in LOOSE else 2e-3
         assert ours[name.replace(".", "_")] == pytest.approx(theirs, abs=tol), name
     assert ours["df"] == ref["fit"]["fit_measures"]["df"]
     assert ours["npar"] == ref["fit"]["fit_measures"]["npar"]

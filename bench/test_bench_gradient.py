@@ -1,5 +1,5 @@
 """Benchmarks of the analytic gradient on the lavaan ``paper_like`` data, beside the
-log-likelihood alone (objective5), to show what the gradient adds.
+log-likelihood alone (the engine), to show what the gradient adds.
 
     pytest bench/test_bench_gradient.py
 """
@@ -9,7 +9,7 @@ import math
 import mlmiss
 
 
-def test_bench_loglik_objective5(benchmark, paper_like):
+def test_bench_loglik_engine(benchmark, paper_like):
     data, moments = paper_like
     benchmark.group = "gradient paper_like"
     mlmiss.loglik(data, moments)

@@ -1,7 +1,7 @@
 """Benchmarks of every log-likelihood method on the lavaan ``paper_like`` data.
 
     pytest bench/                          # all methods
-    pytest bench/ -k objective5            # one method
+    pytest bench/ -k engine                # one method
     pytest bench/ --benchmark-only --benchmark-columns=mean,stddev,rounds
 
 Nothing here asserts anything about speed; each benchmark only checks that the

@@ -52,13 +52,18 @@ def optimize(problem, theta0, optimizer: str = "auto", maxiter: int = 1000,
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
     f_and_grad = problem.f_and_grad
+    n = float(problem.data.n_obs)
 
     def grad(theta):
         return f_and_grad(theta)[1]
 
+    def scaled_gradient(theta):   # None where inadmissible: one-sided columns there
+        g = problem.gradient(theta)
+        return None if g is None else -g / n
+
     def hess(theta):
-        # scaled gradients are finite everywhere (inadmissible points give zeros)
-        return hessian_from_gradient(grad, theta, central=False)
+        # only steers the trust region: a column with no admissible step is left at 0
+        return np.nan_to_num(hessian_from_gradient(scaled_gradient, theta, central=False))
 
     began = time.perf_counter()
     used = optimizer

@@ -1,7 +1,8 @@
 """Small dense linear algebra shared by the objectives, written out as Numba kernels.
 
 The objectives invert many small matrices: ``sigma_w`` and ``sigma_zz`` with some rows
-and columns removed, and the P_b x P_b matrix I + Sigma_j(b.z) A_j per cluster. Loops
+and columns removed, and the matrix I + Sigma_j(b.z) A_j per cluster (P x P in the
+paper's objectives, P_b x P_b in the engine). Loops
 written by hand over preallocated buffers beat ``np.linalg`` calls at these sizes,
 which allocate on every call.
 

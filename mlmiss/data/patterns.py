@@ -3,7 +3,8 @@
 Three groupings of the level-1 rows are used by the objectives:
 
 * global level-1 patterns: rows that miss the same variables (objective 5 inverts
-  ``sigma_w[o, o]`` once per pattern, walking the prefix tree of the missing sets);
+  ``sigma_w[o, o]`` once per pattern; the engine walks the prefix tree of the missing
+  sets, each inverse a rank-one update of its parent's);
 * (cluster, pattern) pairs: the patterns within each cluster (objective 4 loops over
   them; objective 5 sums each cluster's pairs with its patterns' inverses);
 * level-2 patterns: clusters that miss the same between-only variables.

@@ -18,7 +18,7 @@ from ..linalg import FAST, cholesky_into, cholesky_inverse_into, psd_factor_into
 @njit(cache=True, fastmath=FAST)
 def between_patterns(sigma_b, sigma_zz, sigma_yz, bidx, observed,
                      zinv, zlogdet, h, s_bz, r_bz, rank_bz, s_inv, s_logdet, s_inv_h):
-    """Step 3, per level-2 pattern: zinv (K x K padded), zlogdet, h (Pb x K), s_bz (Pb x Pb).
+    """Stage 2, per level-2 pattern: zinv (K x K padded), zlogdet, h (Pb x K), s_bz (Pb x Pb).
 
     There are few level-2 patterns, so Sigma_zz[o, o] is inverted directly. How the
     clusters of the pattern will be handled is decided here, once:

@@ -1,7 +1,7 @@
 """The cluster stage of the engine: each cluster's term, and its scores for the gradient.
 
 Per cluster j: A_j and p_j from its (pattern, count, sum of y) pairs (eq. 61), g_j
-(eq. 67), and the singular-safe quadratic forms (85)-(87) and log|V_j| (eq. 84) over
+(eq. 67), and the singular-safe quadratic forms (85)-(87) and log|V_j| (sec. 3.5) over
 the P_b variables with a between part, with M_j = I + Sigma_j(b.z) A_j never formed:
 McDonald's symmetric form when Sigma_j(b.z) is well conditioned, a rank-revealing factor
 when it is singular, and a factor of A_j when it is indefinite (which also decides
@@ -19,7 +19,7 @@ from ..linalg import FAST, cholesky_into, cholesky_inverse_into, forward_solve
 @njit(cache=True, fastmath=FAST)
 def cluster_blocks(j, q, mu_z, z, zinv, h, cluster_pair_ptr, pair_pattern, pair_freq, pair_sum,
                    wb, wbb, wmub, a_flat, pj, dz, zd, g):
-    """Step 2 and the start of step 4 for cluster j (level-2 pattern q), into buffers:
+    """The start of stage 3 for cluster j (level-2 pattern q), into buffers:
     A_j (flat, a_flat) and p_j from the cluster's pairs (eq. 61), delta_z (zeros where
     missing), zd = Sigma_j^zz delta_z and g_j = H delta_z (eq. 67). Returns
     q_zz_a = delta_z' Sigma_j^zz delta_z."""
@@ -68,7 +68,7 @@ def cluster_terms(mu_z, z, cluster_pattern, zinv, zlogdet, h, s_bz, r_bz, rank_b
     part), summed.
 
     M_j = I + S A_j (S = Sigma_j(b.z)) is not symmetric. With S = R R' (rank r, from
-    step 3), the push-through identity gives M_j^{-1} = I - R N^{-1} R' A_j with the
+    stage 2), the push-through identity gives M_j^{-1} = I - R N^{-1} R' A_j with the
     symmetric r x r matrix N = I + R' A_j R, and with x = R' p_j, y = R' A_j g_j:
 
         log|M_j| = log|N|

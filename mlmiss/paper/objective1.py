@@ -92,7 +92,7 @@ def cluster_loglik(data, moments, j: int) -> float:
 
 
 def sum_over_clusters(cluster_loglik, data, moments) -> float:
-    """Sum of cluster_loglik(data, moments, j) over the clusters (eq. 26); -inf as soon
+    """Sum of cluster_loglik(data, moments, j) over the clusters (eq. 25); -inf as soon
     as one cluster's V_j is not positive definite."""
     total = 0.0
     for j in range(data.n_clusters):

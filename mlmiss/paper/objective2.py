@@ -30,8 +30,8 @@ The determinant is (end of sec. 3.5, via (A32))
 
 Nothing here inverts Sb or Sigma_j(b.z), so a singular Sb is fine. Lambda_j is
 inverted block by block (Appendix B.4) and log|Lambda_j| is the sum of the blocks'
-log-determinants. IBZA_j is the full P x P matrix (objective 5 reduces it to the
-variables with a between part). A cluster whose z are all missing has a G_j with no
+log-determinants. IBZA_j is the full P x P matrix (the engine, ``mlmiss.likelihood``,
+reduces it to the variables with a between part). A cluster whose z are all missing has a G_j with no
 rows: then Sigma_j(b.z) = Sb, and only the y part contributes.
 
 Returns -inf when some V_j is not positive definite: I + Sigma_j(b.z) A_j must have

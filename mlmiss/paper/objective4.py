@@ -4,8 +4,8 @@ Objective 3 updated the inverse of Sigma_w once per level-1 *row*. Rows of a clu
 that miss the same variables share W = Sigma_w[o, o]^{-1} (padded with zeros) and
 log|Sigma_w[o, o]|, so here the loop runs over the missing patterns within each cluster
 instead, the (cluster, pattern) pairs of ``data.level1`` (du Toit & du Toit's
-suggestion): one inverse update per pair, weighted by its number of rows n_jq. The data
-are centred once per evaluation (y - mu_y and z - mu_z, zeros where missing). Per pair
+suggestion): one inverse update per pair, weighted by its number of rows n_jq. The level-1
+data are centred once per evaluation (y - mu_y, zeros where missing). Per pair
 q of cluster j with centred rows D_q (n_jq x P):
 
     log|Lambda_j| += n_jq log|Sigma_w[o, o]|

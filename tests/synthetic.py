@@ -77,3 +77,30 @@ def random_moments(rng, n_y, n_z, n_between, sigma_b_rank=None, zero_rows=0):
     sigma_zz = joint[n_between:, n_between:]
     return mlmiss.Moments(rng.normal(size=n_y), rng.normal(size=n_z), sigma_w, sigma_b,
                           sigma_zz, sigma_yz)
+
+
+def with_smallest_between_eigenvalue(moments, value):
+    """The moments with the smallest eigenvalue of sigma_b's between block (the variables
+    in moments.between_index) moved to ``value``; its eigenvector and the other
+    eigenvalues are unchanged. A negative value makes sigma_b indefinite, and with it
+    every Sigma_j(b.z) = sigma_b - sigma_yz G' Sigma_j^zz G sigma_zy (which is smaller)."""
+    b = moments.between_index
+    fields = moments.as_dict()
+    sigma_b = fields["sigma_b"].copy()
+    eigvals, eigvecs = np.linalg.eigh(sigma_b[np.ix_(b, b)])
+    v = eigvecs[:, 0]
+    sigma_b[np.ix_(b, b)] += (value - eigvals[0]) * np.outer(v, v)
+    sigma_b = (sigma_b + sigma_b.T) / 2
+    return mlmiss.Moments.from_dict(dict(fields, sigma_b=sigma_b))
+
+
+def between_observed(data, moments):
+    """(n_clusters, P_b) booleans: does cluster j observe between variable b on some row.
+    A cluster lacking some (not all) of them has a singular A_j; one lacking all of them
+    has A_j = 0."""
+    b = moments.between_index
+    out = np.zeros((data.n_clusters, b.size), dtype=bool)
+    for j in range(data.n_clusters):
+        rows = data.y[data.cluster_rows(j)][:, b]
+        out[j] = ~np.all(np.isnan(rows), axis=0)
+    return out

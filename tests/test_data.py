@@ -6,6 +6,7 @@ import pytest
 
 import mlmiss
 from mlmiss import DataError, TwoLevelData
+from conftest import LAVAAN_DIR
 
 
 def small_frame():
@@ -116,6 +117,26 @@ def test_pattern_bookkeeping_is_consistent():
         path = path[: l1.tree_depth[node] - 1] + ([l1.tree_var[node]] if node else [])
         if l1.tree_pattern[node] >= 0:
             assert path == list(np.flatnonzero(~l1.observed[l1.tree_pattern[node]]))
+
+
+def test_pattern_counts_of_paper_like_counted_with_pandas():
+    """The level-1 and level-2 pattern bookkeeping on the paper_like data, against counts
+    made here from the CSV."""
+    df = pd.read_csv(LAVAAN_DIR / "paper_like.csv")
+    y = [f"y{i}" for i in range(1, 11)] + ["x1", "x2", "x3"]
+    z = ["z1", "z2", "z3", "z4", "w1", "w2", "w3"]
+    missing = df[y].isna()
+    kept = ~missing.all(axis=1)  # rows with no level-1 value are dropped
+    n_level1 = len(missing[kept].drop_duplicates())
+    n_pairs = len(pd.concat([df.loc[kept, ["cluster"]], missing[kept]], axis=1).drop_duplicates())
+    # a cluster observes z when some row of it does
+    z_observed = df[z].notna().groupby(df["cluster"]).any()
+    n_level2 = len(z_observed.drop_duplicates())
+    assert n_level1 > 1 and n_pairs > n_level1 and n_level2 > 1
+    data = TwoLevelData.from_frame(df, "cluster", y=y, z=z)
+    assert data.level1.n_patterns == n_level1
+    assert data.level1.n_pairs == n_pairs
+    assert data.level2.n_patterns == n_level2
 
 
 # ---------------------------------------------------------------- errors

@@ -9,6 +9,7 @@ from mlmiss.data.moments import Moments
 
 Y_NAMES = [f"y{i}" for i in range(1, 11)] + ["x1", "x2", "x3"]
 Z_NAMES = ["z1", "z2", "z3", "z4", "w1", "w2", "w3"]
+FIELDS = ("mu_y", "mu_z", "sigma_w", "sigma_b", "sigma_zz", "sigma_yz")
 
 
 @pytest.fixture(scope="module")
@@ -77,10 +78,24 @@ def test_moments_structure(moments):
 
 
 def test_moments_fresh_each_call():
+    """Every call builds its own arrays: changing one result leaves another call's result,
+    and any later call's, as they were."""
     a = datasets.paper_model_moments()
     b = datasets.paper_model_moments()
-    for name in ("mu_y", "mu_z", "sigma_w", "sigma_b", "sigma_zz", "sigma_yz"):
-        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    assert a is not b
+    for name in FIELDS:
+        x, y = getattr(a, name), getattr(b, name)
+        assert not np.shares_memory(x, y), name
+        np.testing.assert_array_equal(x, y)
+    expected = {name: getattr(b, name).copy() for name in FIELDS}
+    for name in FIELDS:
+        x = getattr(a, name)
+        x.setflags(write=True)  # Moments makes its arrays read-only; it owns them
+        x += 1.0
+    c = datasets.paper_model_moments()
+    for name in FIELDS:
+        np.testing.assert_array_equal(getattr(b, name), expected[name])
+        np.testing.assert_array_equal(getattr(c, name), expected[name])
 
 
 # --------------------------------------------------------------------------- data
@@ -124,8 +139,12 @@ def test_example_deterministic():
     a = datasets.paper_example(seed=99)
     b = datasets.paper_example(seed=99)
     pd.testing.assert_frame_equal(a, b)
+    kept = b.copy()
+    a.iloc[:, 1:] = 0.0  # a fresh frame each call: changing one changes no other
+    pd.testing.assert_frame_equal(b, kept)
+    pd.testing.assert_frame_equal(datasets.paper_example(seed=99), kept)
     c = datasets.paper_example(seed=100)
-    assert not a.equals(c)
+    assert not kept.equals(c)
 
 
 def test_example_complete_when_missing_zero():

@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import mlmiss
-from synthetic import random_case
+from synthetic import between_observed, random_case, with_smallest_between_eigenvalue
 
 FAST_METHODS = [m for m in mlmiss.METHODS if m not in ("dense", "dutoit")]
 
@@ -87,18 +87,27 @@ def test_not_positive_definite_gives_minus_inf(method):
         assert mlmiss.loglik(data, mlmiss.Moments.from_dict(bad), method) == -np.inf
 
 
-@pytest.mark.parametrize("method", [m for m in mlmiss.METHODS if m != "dutoit"] + ["dutoit"])
-def test_indefinite_between_matrix(method):
-    """An indefinite Sigma_b can still give positive definite V_j (fine), or not (-inf)."""
-    data, moments = random_case(5, n_y=3, n_z=1, n_between=3, n_clusters=6, miss_y=0.0, miss_z=0.0)
+@pytest.mark.parametrize("miss", [0.0, 0.3])
+@pytest.mark.parametrize("method", mlmiss.METHODS)
+def test_indefinite_between_matrix(method, miss):
+    """An indefinite Sigma_b can still give positive definite V_j (a finite value that
+    every method must reproduce), or not (-inf)."""
+    data, moments = random_case(5, n_y=3, n_z=1, n_between=3, n_clusters=6, max_size=5,
+                                miss_y=miss, miss_z=miss)
+    # mild: one eigenvalue of Sigma_b at -0.2, small next to Sigma_w: with clusters of at
+    # most 5 rows every V_j stays positive definite (dense is finite)
+    mild = with_smallest_between_eigenvalue(moments, -0.2)
+    assert np.linalg.eigvalsh(mild.sigma_b).min() < -0.05
+    reference = mlmiss.loglik(data, mild, "dense")
+    assert np.isfinite(reference)
+    if miss:
+        # some cluster observes some, not all, between variables: a singular A_j
+        seen = between_observed(data, mild)
+        assert np.any(seen.any(axis=1) & ~seen.all(axis=1))
+    # observed: every method within 1.3e-15 (relative) of dense, both data sets
+    assert mlmiss.loglik(data, mild, method) == pytest.approx(reference, rel=1e-13, abs=0)
+    # strong: Sigma_b - 50 I makes some V_j indefinite
     f = moments.as_dict()
-    mild = dict(f, sigma_b=f["sigma_b"] - 0.05 * np.diag([1.0, 0, 0]))
-    strong = dict(f, sigma_b=f["sigma_b"] - 50.0 * np.eye(3))
-    for fields in (mild, strong):
-        m = mlmiss.Moments.from_dict(fields)
-        reference = mlmiss.loglik(data, m, "dense")
-        value = mlmiss.loglik(data, m, method)
-        if np.isfinite(reference):
-            assert value == pytest.approx(reference, rel=1e-8)
-        else:
-            assert value == -np.inf
+    strong = mlmiss.Moments.from_dict(dict(f, sigma_b=f["sigma_b"] - 50.0 * np.eye(3)))
+    assert mlmiss.loglik(data, strong, "dense") == -np.inf
+    assert mlmiss.loglik(data, strong, method) == -np.inf

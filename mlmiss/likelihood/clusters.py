@@ -384,8 +384,8 @@ def cluster_scores(mu_z, z, cluster_pattern, zinv, zlogdet, h, s_bz,
     """Every cluster: the between part of -2 log-likelihood (as :func:`cluster_terms`)
     and the level-2 gradient. Per cluster, the scores c_j and K_j = c_j c_j' + F_j go
     into c_all[j], k_all[j] (for the level-1 backward pass), and u_z u_z' / 2, b u_z',
-    b b' / 2 into g_szz, g_syz, g_sb; E is summed per level-2 pattern q (n_q clusters,
-    E_q), or F where the pattern uses McDonald's form, and at the end
+    b b' / 2 into g_szz, g_syz, g_sb; E = A_j - A_j F_j A_j is summed per level-2
+    pattern q (n_q clusters, E_q), and at the end
 
         sigma_zz -= (n_q Sigma_q^zz + H_q' E_q H_q) / 2,  sigma_yz += E_q H_q,
         sigma_b  -= E_q / 2.
@@ -444,25 +444,20 @@ def cluster_scores(mu_z, z, cluster_pattern, zinv, zlogdet, h, s_bz,
             gag += g[e] * ag[e]
             pg += pj[e] * g[e]
         total += zlogdet[q] + logdet_m + qzz_a + (gag - agfag) - 2.0 * (pg - pfag) - pfp
-        # E = A - A F A summed per level-2 pattern; with McDonald's form the pattern's
-        # sum is n_q S^{-1} - S^{-1} (sum F) S^{-1}, so only F is summed (e_sum holds it)
-        if np.isnan(s_logdet[q]):
-            for e in range(nb):
-                for c in range(nb):
-                    t = 0.0
-                    for d in range(nb):
-                        t += aj[e, d] * f[d, c]
-                    af[e, c] = t
-            for e in range(nb):
-                for c in range(nb):
-                    t = aj[e, c]
-                    for d in range(nb):
-                        t -= af[e, d] * aj[d, c]
-                    e_sum[q, e, c] += t
-        else:
-            for e in range(nb):
-                for c in range(nb):
-                    e_sum[q, e, c] += f[e, c]
+        # E = A - A F A, summed per level-2 pattern (formed per cluster: the shortcut
+        # n_q S^{-1} - S^{-1} (sum F) S^{-1} lost digits when S was ill conditioned)
+        for e in range(nb):
+            for c in range(nb):
+                t = 0.0
+                for d in range(nb):
+                    t += aj[e, d] * f[d, c]
+                af[e, c] = t
+        for e in range(nb):
+            for c in range(nb):
+                t = aj[e, c]
+                for d in range(nb):
+                    t -= af[e, d] * aj[d, c]
+                e_sum[q, e, c] += t
         # scores: c = g + F (p - A g), b = p - A c, u_z = Sigma^zz delta_z - H' b
         cvec = c_all[j]
         for e in range(nb):
@@ -494,25 +489,10 @@ def cluster_scores(mu_z, z, cluster_pattern, zinv, zlogdet, h, s_bz,
                 g_sb[e, c] += 0.5 * bvec[e] * bvec[c]
     e_q = np.empty((nb, nb))
     he = np.empty((k, nb))
-    fs = np.empty((nb, nb))
     for q in range(n_q):
         for e in range(nb):
             for f in range(nb):
                 e_q[e, f] = e_sum[q, e, f]
-        if not np.isnan(s_logdet[q]):
-            # E_q = n_q S^{-1} - S^{-1} (sum F) S^{-1}
-            for e in range(nb):
-                for f in range(nb):
-                    t = 0.0
-                    for c in range(nb):
-                        t += s_inv[q, e, c] * e_q[c, f]
-                    fs[e, f] = t
-            for e in range(nb):
-                for f in range(nb):
-                    t = freq_q[q] * s_inv[q, e, f]
-                    for c in range(nb):
-                        t -= fs[e, c] * s_inv[q, c, f]
-                    e_q[e, f] = t
         for e in range(nb):
             for f in range(nb):
                 g_sb[e, f] -= 0.5 * e_q[e, f]

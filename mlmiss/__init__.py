@@ -14,9 +14,9 @@ Data flow, each layer importing only the ones below it::
 import importlib
 
 from .data import Moments, TwoLevelData
-from .errors import (ConvergenceWarning, DataError, InadmissibleMomentsError, InformationWarning,
-                     ModelDataError, ModelError, ModelSyntaxError, MomentsError,
-                     SingularMatrixError)
+from .errors import (ConvergenceWarning, DataError, DataWarning, InadmissibleMomentsError,
+                     InformationWarning, ModelDataError, ModelError, ModelSyntaxError,
+                     ModelWarning, MomentsError, SingularMatrixError)
 from .fitting import sem
 from .likelihood import loglik_and_gradient, loglik_gradient
 from .methods import METHODS, loglik
@@ -25,6 +25,7 @@ from .version import __version__
 
 __all__ = ["sem", "Fit", "TwoLevelData", "Moments", "loglik", "loglik_gradient",
            "loglik_and_gradient", "METHODS", "ConvergenceWarning", "InformationWarning",
+           "DataWarning", "ModelWarning",
            "DataError", "MomentsError", "SingularMatrixError", "InadmissibleMomentsError",
            "ModelSyntaxError", "ModelError", "ModelDataError", "datasets", "__version__"]
 

@@ -45,3 +45,14 @@ class ConvergenceWarning(UserWarning):
 class InformationWarning(UserWarning):
     """The information matrix is singular or could not be computed everywhere: the
     standard errors are not trustworthy (a symptom of a model that is not identified)."""
+
+
+class DataWarning(UserWarning):
+    """The data can be fitted but look wrong in a way that often means a mistake (empty
+    rows dropped, a missing-value code left in, variables on wildly different scales)."""
+
+
+class ModelWarning(UserWarning):
+    """The fitted model is not trustworthy as it stands: a Heywood case (a negative
+    variance or a latent covariance matrix that is not positive definite), repaired
+    start values, an information matrix that is not positive definite."""

@@ -6,8 +6,9 @@ import warnings
 
 import numpy as np
 
-from .errors import ConvergenceWarning
+from .errors import ConvergenceWarning, ModelWarning
 from .estimation.build import build_problem
+from .estimation.checks import admissible_start
 from .estimation.optimizers import optimize
 from .results import Fit
 
@@ -43,8 +44,15 @@ def sem(model: str, data, cluster: str | None = None, fixed_x: bool = False, sta
         if theta0.shape != (problem.npar,):
             raise ValueError(f"start has shape {theta0.shape}; the model has {problem.npar} "
                              "free parameters")
+    theta0 = admissible_start(problem, theta0, user_start=start is not None)
     fit = Fit(problem, optimize(problem, theta0, optimizer, maxiter, gtol))
-    if not fit.converged:
-        warnings.warn(f"the optimizer did not converge: {fit.message}", ConvergenceWarning,
-                      stacklevel=2)
+    if not fit.estimate.converged:
+        warnings.warn(f"user model: the optimizer did not converge: {fit.estimate.message}",
+                      ConvergenceWarning, stacklevel=2)
+    else:
+        for problem_found in fit.checks().problems:
+            warnings.warn(f"user model: not converged: {problem_found}", ConvergenceWarning,
+                          stacklevel=2)
+    for case in fit.checks().heywood:
+        warnings.warn(f"user model: Heywood case at {case}", ModelWarning, stacklevel=2)
     return fit

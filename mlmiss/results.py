@@ -20,8 +20,9 @@ from .estimation.optimizers import Estimate
 from .estimation.problem import Problem
 from .estimation.reference import ReferenceFit
 from .estimation.saturated import fit_saturated
+from .inference.checks import FitChecks, post_fit_checks
 from .inference.measures import fit_measures
-from .inference.vcov import observed_vcov
+from .inference.vcov import observed_information, observed_vcov
 from .report import summary_text
 
 
@@ -76,7 +77,9 @@ class Fit:
 
     @property
     def converged(self) -> bool:
-        return self.estimate.converged
+        """The optimizer's gradient is small *and* the observed information is positive
+        definite (:meth:`checks`)."""
+        return self.estimate.converged and self.checks().information_ok
 
     @property
     def iterations(self) -> int:
@@ -84,7 +87,7 @@ class Fit:
 
     @property
     def message(self) -> str:
-        return self.estimate.message
+        return "; ".join([self.estimate.message] + self.checks().problems)
 
     @property
     def optimizer(self) -> str:
@@ -121,14 +124,24 @@ class Fit:
                 names[r.free] = f"{r.lhs} {r.op} {r.rhs}".strip() + f" (level {r.level})"
         return [names[i] for i in range(1, self.npar + 1)]
 
+    def information(self) -> np.ndarray:
+        """The observed information at the estimates: the Hessian of -logl, from central
+        differences of the analytic gradient (NaN where no admissible step exists)."""
+        return self._cached("information", lambda: observed_information(self.problem, self.theta))
+
+    def checks(self) -> FitChecks:
+        """The post-fit checks (:mod:`mlmiss.inference.checks`): the information's
+        eigenvalues, why the fit is not a maximum if it is not, Heywood cases."""
+        return self._cached("checks", lambda: post_fit_checks(
+            self.problem, self.theta, self.information(), self.parameter_names()))
+
     def vcov(self) -> np.ndarray:
-        """Covariance matrix of theta: the inverse of the observed information (the
-        Hessian of -logl at the estimates, from central differences of the analytic
-        gradient), lavaan's default for missing data. Warns
+        """Covariance matrix of theta: the inverse of the observed information
+        (:meth:`information`), lavaan's default for missing data. Warns
         (:class:`mlmiss.InformationWarning`) when it is singular or not positive definite;
         NaN where a second derivative could not be computed."""
-        return self._cached("vcov", lambda: observed_vcov(self.problem, self.theta,
-                                                          self.parameter_names()))
+        return self._cached("vcov", lambda: observed_vcov(
+            self.problem, self.theta, self.parameter_names(), self.information()))
 
     def parameter_estimates(self, ci_level: float = 0.95, se: bool = True) -> pd.DataFrame:
         """One row per parameter-table entry: lhs, op, rhs, level, label, est, and

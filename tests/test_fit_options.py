@@ -166,7 +166,9 @@ def test_singular_information_warns(missing_case):
     free, lavaan's classic mistake): lavaan warns, so do we."""
     ref, df = missing_case
     model = ref["case"]["model"].replace("fw =~ y1", "fw =~ NA*y1")
-    fit = mlmiss.sem(model, df, cluster="cluster")
+    with pytest.warns(mlmiss.ConvergenceWarning, match="singular.*not be identified.*fw =~ y1"):
+        fit = mlmiss.sem(model, df, cluster="cluster")
+    assert not fit.converged and "singular" in fit.message
     with pytest.warns(mlmiss.InformationWarning, match="singular.*not be identified"):
         fit.parameter_estimates()
 

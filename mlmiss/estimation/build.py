@@ -8,16 +8,20 @@ the rows lavaan drops and fixes the covariates at their sample moments.
 from __future__ import annotations
 
 from ..data.frame import TwoLevelData
-from ..errors import ModelDataError
+from ..errors import DataError, ModelDataError
 from ..model.partable import check_variables, parameter_table
+from .checks import check_data, check_model
 from .fixed_x import drop_incomplete, fill_covariate_rows
 from .problem import Problem
 
 
-def build_problem(model, data, cluster=None, fixed_x: bool = False) -> Problem:
+def build_problem(model, data, cluster=None, fixed_x: bool = False, checks: bool = True) -> Problem:
     """``model``: lavaan syntax (or parsed statements); ``data``: a DataFrame with the
-    ``cluster`` column, or a :class:`TwoLevelData` with the model's variables."""
+    ``cluster`` column, or a :class:`TwoLevelData` with the model's variables.
+    ``checks``: run the pre-fit checks (:mod:`.checks`) on the model and the data."""
     partable = parameter_table(model, fixed_x=fixed_x)
+    if checks:
+        check_model(partable)
     covariates = partable.covariates() if fixed_x else {1: [], 2: []}
     if isinstance(data, TwoLevelData):
         if (sorted(data.y_names) != sorted(partable.y_names)
@@ -28,10 +32,15 @@ def build_problem(model, data, cluster=None, fixed_x: bool = False) -> Problem:
                 f"({list(data.y_names)}, {list(data.z_names)})")
     else:
         check_variables(partable, list(data.columns))
+        if checks and cluster in data.columns and data[cluster].nunique() < 2:
+            raise DataError(f"the data have a single cluster ({cluster} = "
+                            f"{data[cluster].dropna().iloc[0]!r}); a two-level model needs several")
         if fixed_x:
             data = drop_incomplete(data, cluster, covariates[1], covariates[2])
         data = TwoLevelData.from_frame(data, cluster, y=list(partable.y_names),
                                        z=list(partable.z_names))
+    if checks:
+        check_data(data, partable.covariates()[1])
     marginal = 0.0
     if fixed_x:
         partable.table, marginal = fill_covariate_rows(partable.table, data, covariates[1],

@@ -62,8 +62,12 @@ def optimize(problem, theta0, optimizer: str = "auto", maxiter: int = 1000,
         return None if g is None else -g / n
 
     def hess(theta):
-        # only steers the trust region: a column with no admissible step is left at 0
-        return np.nan_to_num(hessian_from_gradient(scaled_gradient, theta, central=False))
+        # only steers the trust region: a column with no admissible step is left at 0,
+        # and an inadmissible proposal (f = 1e20, to be rejected) gets the identity
+        at = scaled_gradient(theta)
+        if at is None:
+            return np.eye(theta.size)
+        return np.nan_to_num(hessian_from_gradient(scaled_gradient, theta, central=False, at=at))
 
     began = time.perf_counter()
     used = optimizer
@@ -92,12 +96,38 @@ def _max_abs(x) -> float:
     return float(np.max(np.abs(x))) if np.size(x) else 0.0
 
 
+#: trust-krylov stops here: past it, round-off makes its steps wander (it used to run to
+#: its iteration cap after converging, proposing inadmissible points)
+KRYLOV_STOP = 1e-8
+
+
 def _trust_krylov(f_and_grad, grad, theta0, maxiter, gtol):
     """scipy's trust-krylov with Hessian-vector products from gradient differences
-    (one gradient each; the gradient at theta is kept between products)."""
+    (one gradient each; the gradient at theta is kept between products), stopped as soon
+    as an accepted step's gradient is below :data:`KRYLOV_STOP`."""
     from scipy.optimize import minimize
 
     cache = {}
+    largest = {}
+
+    def evaluate(theta):
+        value, g = f_and_grad(theta)
+        if len(largest) > 64:   # the accepted point is among the last few evaluated
+            largest.clear()
+        largest[theta.tobytes()] = _max_abs(g) if value < 1e20 else np.inf
+        return value, g
+
+    values = []
+
+    def stop_when_small(intermediate_result):
+        grad_max = largest.get(intermediate_result.x.tobytes(), np.inf)
+        values.append(intermediate_result.fun)
+        if grad_max <= max(gtol, KRYLOV_STOP):
+            raise StopIteration
+        # converged, but round-off keeps the gradient from falling further
+        if (grad_max <= GRADIENT_TOLERANCE and len(values) > 3
+                and values[-4] - values[-1] <= 1e-14 * abs(values[-1])):
+            raise StopIteration
 
     def hessp(theta, v):
         norm = np.linalg.norm(v)
@@ -113,5 +143,9 @@ def _trust_krylov(f_and_grad, grad, theta0, maxiter, gtol):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # scipy's notes on inexact trust-region solves
         # it either gets there in a few dozen steps or stalls at round-off
-        return minimize(f_and_grad, theta0, jac=True, hessp=hessp, method="trust-krylov",
-                        options={"maxiter": min(maxiter, 100), "gtol": gtol})
+        result = minimize(evaluate, theta0, jac=True, hessp=hessp, method="trust-krylov",
+                          callback=stop_when_small,
+                          options={"maxiter": min(maxiter, 100), "gtol": gtol})
+    if "StopIteration" in str(result.message):
+        result.message = "gradient below tolerance"
+    return result

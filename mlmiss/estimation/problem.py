@@ -70,6 +70,7 @@ class Problem(Objective):
     def gradient_of_moments(self, theta, g):
         return self.model.jacobian(theta).T @ flatten_gradient(g)
 
-    def start(self) -> np.ndarray:
-        """lavaan-style simple start values (:func:`mlmiss.model.start.start_values`)."""
-        return start_values(self.partable, self.data)
+    def start(self, user: bool = True) -> np.ndarray:
+        """lavaan-style simple start values (:func:`mlmiss.model.start.start_values`);
+        ``user=False`` ignores the syntax's start() values."""
+        return start_values(self.partable, self.data, user)

@@ -28,15 +28,17 @@ SINGULAR_TOLERANCE = 1e-8
 def observed_information(problem, theta) -> np.ndarray:
     """-d^2 logl / d theta^2 at theta; NaN rows and columns where no admissible step
     exists."""
-    return -hessian_from_gradient(problem.gradient, theta)
+    with one_blas_thread():
+        return -hessian_from_gradient(problem.gradient, theta)
 
 
-def observed_vcov(problem, theta, names=None) -> np.ndarray:
-    """The inverse of the observed information, with warnings where it is not to be
-    trusted. ``names`` (one per parameter) make the warnings specific."""
+def observed_vcov(problem, theta, names=None, information=None) -> np.ndarray:
+    """The inverse of the observed information (computed here unless given), with
+    warnings where it is not to be trusted. ``names`` (one per parameter) make the
+    warnings specific."""
     names = list(names) if names is not None else [f"theta[{i}]" for i in range(len(theta))]
     with one_blas_thread():
-        info = observed_information(problem, theta)
+        info = observed_information(problem, theta) if information is None else information
         npar = info.shape[0]
         vcov = np.full((npar, npar), np.nan)
         ok = np.all(np.isfinite(info), axis=0)

@@ -191,6 +191,16 @@ class ParTable:
             names[2] = [v for v in names[2] if v not in dependent]
         return names
 
+    def where(self, row) -> str:
+        """Where a table row comes from, for messages: its model line, or that it is one
+        of sem()'s defaults."""
+        for st in self.statements:
+            if st.level == row.level and st.op == row.op and (
+                    (st.lhs, st.rhs) == (row.lhs, row.rhs)
+                    or (row.op == "~~" and (st.rhs, st.lhs) == (row.lhs, row.rhs))):
+                return f"line {st.line}" if st.line else "the model"
+        return "a default of sem()"
+
     @property
     def observed_names(self) -> list[str]:
         """Every observed variable of the model: ``y_names + z_names``."""

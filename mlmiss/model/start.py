@@ -37,8 +37,9 @@ def level_statistics(data):
     return within, between, means, z_var, z_mean
 
 
-def start_values(partable, data) -> np.ndarray:
-    """theta (npar) of starting values for the free rows of ``partable.table``."""
+def start_values(partable, data, user: bool = True) -> np.ndarray:
+    """theta (npar) of starting values for the free rows of ``partable.table``;
+    ``user=False`` ignores the syntax's start() values."""
     table = partable.table
     within, between, means, z_var, z_mean = level_statistics(data)
     y_index = {name: i for i, name in enumerate(data.y_names)}
@@ -65,7 +66,7 @@ def start_values(partable, data) -> np.ndarray:
         if row.free == 0 or row.free in seen:
             continue
         seen.add(row.free)
-        if np.isfinite(row.value):
+        if user and np.isfinite(row.value):
             value = row.value
         elif row.op == "=~":
             value = 1.0

@@ -1,0 +1,80 @@
+"""Checks after fitting, as lavaan's post-checks and a little beyond.
+
+A fit is converged only when the gradient is small *and* the observed information is
+positive definite: otherwise the point is a saddle or a ridge (a model that is not
+identified), and :func:`post_fit_checks` says which, with the smallest eigenvalue and
+the parameters that move along it. Heywood cases (negative variances, latent covariance
+matrices that are not positive definite) are reported per level.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .vcov import SINGULAR_TOLERANCE
+
+
+@dataclass(frozen=True)
+class FitChecks:
+    """What the post-fit checks found. ``problems`` are reasons the fit is not converged;
+    ``heywood`` are warnings that do not stop it from being a maximum."""
+
+    smallest_eigenvalue: float
+    largest_eigenvalue: float
+    problems: list = field(default_factory=list)
+    heywood: list = field(default_factory=list)
+
+    @property
+    def information_ok(self) -> bool:
+        return not self.problems
+
+
+def post_fit_checks(problem, theta, information, names) -> FitChecks:
+    """The information at the estimates (``-d2 logl``, from
+    :func:`mlmiss.inference.vcov.observed_information`) and the model's matrices."""
+    problems = []
+    finite = np.all(np.isfinite(information), axis=0)
+    if not finite.all():
+        bad = [names[i] for i in np.flatnonzero(~finite)]
+        problems.append(f"the second derivatives of {', '.join(bad)} could not be computed "
+                        "(no admissible step on either side)")
+    small = top = float("nan")
+    if finite.any():
+        sub = information[np.ix_(finite, finite)]
+        values, vectors = np.linalg.eigh(sub)
+        small, top = float(values[0]), float(values[-1])
+        if values[0] <= SINGULAR_TOLERANCE * abs(top):
+            kept = [n for n, f in zip(names, finite) if f]
+            weight = np.abs(vectors[:, 0])
+            involved = [kept[i] for i in np.argsort(-weight)[:4] if weight[i] > 0.2]
+            what = ("not positive definite: the estimates are not at a maximum"
+                    if values[0] < -SINGULAR_TOLERANCE * abs(top)
+                    else "singular: the model may not be identified")
+            problems.append(f"the information matrix is {what} (smallest eigenvalue "
+                            f"{small:.3g}, largest {top:.3g}; parameters involved: "
+                            f"{', '.join(involved) or 'many'})")
+    return FitChecks(small, top, problems, heywood_cases(problem, theta))
+
+
+def heywood_cases(problem, theta) -> list:
+    """Negative variances and latent covariance matrices that are not positive
+    definite, per level, as sentences."""
+    model = problem.model
+    found = []
+    for level in (1, 2):
+        names, b, psi, _ = model.level_matrices(theta, level)
+        negative = [f"{v} ({psi[i, i]:.3g})" for i, v in enumerate(names) if psi[i, i] < 0]
+        if negative:
+            found.append(f"level {level}: negative variance(s) {', '.join(negative)}")
+        latent = [i for i, v in enumerate(names) if v in set(model.latent_names[level])]
+        if len(latent) > 1:
+            a = np.linalg.inv(np.eye(len(names)) - b)
+            cov = (a @ psi @ a.T)[np.ix_(latent, latent)]
+            low = np.linalg.eigvalsh(cov)[0]
+            if low < 0:
+                found.append(f"level {level}: the covariance matrix of the latent variables "
+                             f"{', '.join(names[i] for i in latent)} is not positive definite "
+                             f"(smallest eigenvalue {low:.3g})")
+    return found

@@ -1,7 +1,8 @@
 """The ``mlmiss`` command.
 
-    mlmiss fit MODEL_FILE DATA.csv --cluster NAME [--fixed-x] [--optimizer NAME]
-        fit a two-level model by FIML and print a lavaan-style summary
+    mlmiss [--debug] fit MODEL_FILE DATA.csv --cluster NAME [--fixed-x] [--optimizer NAME]
+        fit a two-level model by FIML and print a lavaan-style summary; exit status 1 for
+        an error (one line; the traceback with --debug), 3 for a fit that did not converge
     mlmiss table1 [--seed N] [--csv PATH] [--repeat-scale X]
         Table 1 of Rosseel (2021): every log-likelihood method on the paper-design data,
         checked against each other and timed beside the paper's R timings
@@ -21,6 +22,9 @@ from pathlib import Path
 
 from .estimation.optimizers import OPTIMIZERS
 
+EXIT_ERROR = 1
+EXIT_NOT_CONVERGED = 3
+
 #: the paper example's level-1 and between-only variables (``mlmiss.datasets``)
 PAPER_Y = [f"y{i}" for i in range(1, 11)] + ["x1", "x2", "x3"]
 PAPER_Z = ["z1", "z2", "z3", "z4", "w1", "w2", "w3"]
@@ -31,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="mlmiss",
         description="Two-level SEM by full-information maximum likelihood (missing data at "
                     "both levels).")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an error")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
 
@@ -71,22 +77,24 @@ def _parser() -> argparse.ArgumentParser:
 def _run_fit(args) -> int:
     import pandas as pd
 
+    from .errors import DataError
     from .fitting import sem
     from .report import summary_text
 
     model = args.model.read_text()
     df = pd.read_csv(args.data)
     if args.cluster not in df.columns:
-        raise SystemExit(f"mlmiss: error: no column {args.cluster!r} in {args.data} "
-                         f"(columns: {', '.join(map(str, df.columns))})")
+        raise DataError(f"no column {args.cluster!r} in {args.data} "
+                        f"(columns: {', '.join(map(str, df.columns))})")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         fit = sem(model, df, cluster=args.cluster, fixed_x=args.fixed_x,
                   optimizer=args.optimizer)
-    print(summary_text(fit, cluster=args.cluster, measures=not args.no_fit_measures), end="")
+        text = summary_text(fit, cluster=args.cluster, measures=not args.no_fit_measures)
+    print(text, end="")
     for w in caught:
         print(f"Warning: {w.message}", file=sys.stderr)
-    return 0 if fit.converged else 1
+    return 0 if fit.converged else EXIT_NOT_CONVERGED
 
 
 def _run_table1(args) -> int:
@@ -155,11 +163,19 @@ def _run_table1(args) -> int:
 
 
 def main(argv=None) -> int:
-    """Entry point of the ``mlmiss`` script; returns the exit status."""
+    """Entry point of the ``mlmiss`` script; returns the exit status: 0, 1 for an error
+    (one line on stderr; the traceback with ``--debug``), 3 for a fit that did not
+    converge."""
     args = _parser().parse_args(argv)
-    if args.command == "fit":
-        return _run_fit(args)
-    return _run_table1(args)
+    try:
+        if args.command == "fit":
+            return _run_fit(args)
+        return _run_table1(args)
+    except Exception as exc:  # every failure is one line for the user
+        if args.debug:
+            raise
+        print(f"mlmiss: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

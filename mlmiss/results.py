@@ -9,12 +9,14 @@ summary text (:mod:`mlmiss.report`). Each is computed once, on first request.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from .data.levels import to_levels
+from .errors import ConvergenceWarning
 from .estimation.baseline import fit_baseline
 from .estimation.optimizers import Estimate
 from .estimation.problem import Problem
@@ -24,6 +26,14 @@ from .inference.checks import FitChecks, post_fit_checks
 from .inference.measures import fit_measures
 from .inference.vcov import observed_information, observed_vcov
 from .report import summary_text
+
+
+def _warn_unless_converged(reference: ReferenceFit, which: str) -> ReferenceFit:
+    if not reference.converged:
+        warnings.warn(f"{which}: the optimizer did not converge ({reference.estimate.message}); "
+                      "the test statistic and fit measures that use it are unreliable",
+                      ConvergenceWarning, stacklevel=4)
+    return reference
 
 
 @dataclass(eq=False)
@@ -181,12 +191,14 @@ class Fit:
 
     def h1(self) -> ReferenceFit:
         """The saturated model fitted to the same data (:mod:`mlmiss.estimation.saturated`)."""
-        return self._cached("h1", lambda: fit_saturated(self.problem))
+        return self._cached("h1", lambda: _warn_unless_converged(
+            fit_saturated(self.problem), "h1 (saturated) model"))
 
     def baseline(self) -> ReferenceFit:
         """The baseline model of the incremental fit indices, fitted to the same data
         (:mod:`mlmiss.estimation.baseline`)."""
-        return self._cached("baseline", lambda: fit_baseline(self.problem))
+        return self._cached("baseline", lambda: _warn_unless_converged(
+            fit_baseline(self.problem), "baseline model"))
 
     def fit_measures(self) -> dict:
         """lavaan's fit measures (names with underscores): npar, logl, unrestricted_logl,

@@ -303,12 +303,31 @@ def test_cli_fit(tmp_path, capsys):
     assert _value(text, "Comparative Fit Index (CFI)") == pytest.approx(ref["cfi"], abs=2e-3)
 
 
-def test_cli_fit_reports_bad_cluster(tmp_path):
+def test_cli_fit_reports_bad_cluster(tmp_path, capsys):
     model_file = tmp_path / "model.lav"
     model_file.write_text(MODEL)
-    with pytest.raises(SystemExit, match="no column 'school'"):
-        main(["fit", str(model_file), str(LAVAAN_DIR / "demo_twolevel_missing.csv"),
-              "--cluster", "school"])
+    args = ["fit", str(model_file), str(LAVAAN_DIR / "demo_twolevel_missing.csv"),
+            "--cluster", "school"]
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("mlmiss: error: no column 'school'")
+    with pytest.raises(mlmiss.DataError, match="no column 'school'"):
+        main(["--debug"] + args)
+
+
+def test_cli_fit_bad_model_line_and_non_convergence(tmp_path, capsys):
+    model_file = tmp_path / "model.lav"
+    model_file.write_text(MODEL + "  y1 ~~ -1*y1\n")
+    data = str(LAVAAN_DIR / "demo_twolevel_missing.csv")
+    assert main(["fit", str(model_file), data, "--cluster", "cluster"]) == 1
+    err = capsys.readouterr().err
+    assert "line 7" in err and "negative" in err and "Traceback" not in err
+    # a model that is not identified: the fit ends, but not converged (exit status 3)
+    model_file.write_text(MODEL.replace("fw =~ y1", "fw =~ NA*y1"))
+    assert main(["fit", str(model_file), data, "--cluster", "cluster",
+                 "--no-fit-measures"]) == 3
+    captured = capsys.readouterr()
+    assert "did NOT end normally" in captured.out and "not be identified" in captured.err
 
 
 def test_cli_table1(capsys):

@@ -45,9 +45,10 @@ def observed_vcov(problem, theta, names=None, information=None) -> np.ndarray:
         if not ok.all():
             bad = [names[i] for i in np.flatnonzero(~ok)]
             warnings.warn(
-                f"the second derivatives of {', '.join(bad)} could not be computed: every "
-                "small step away from the estimate leaves the admissible region (a covariance "
-                "matrix that is not positive definite); their standard errors are NaN",
+                f"user model: the second derivatives of {', '.join(bad)} could not be "
+                "computed: every small step away from the estimate leaves the admissible "
+                "region (a covariance matrix that is not positive definite); their standard "
+                "errors are NaN",
                 InformationWarning, stacklevel=3)
         if not ok.any():
             return vcov
@@ -56,12 +57,12 @@ def observed_vcov(problem, theta, names=None, information=None) -> np.ndarray:
         top = max(abs(values[-1]), 1e-300)
         if values[0] < -SINGULAR_TOLERANCE * top:
             warnings.warn(
-                "the information matrix is not positive definite (smallest eigenvalue "
-                f"{values[0]:.3g}, largest {values[-1]:.3g}): the estimates are not at a "
+                "user model: the information matrix is not positive definite (smallest "
+                f"eigenvalue {values[0]:.3g}, largest {values[-1]:.3g}): the estimates are not at a "
                 "maximum; standard errors are not trustworthy", InformationWarning, stacklevel=3)
         elif values[0] <= SINGULAR_TOLERANCE * top:
             warnings.warn(
-                "the information matrix is singular (smallest eigenvalue "
+                "user model: the information matrix is singular (smallest eigenvalue "
                 f"{values[0]:.3g}, largest {values[-1]:.3g}): the model may not be identified; "
                 "standard errors are not trustworthy", InformationWarning, stacklevel=3)
         vcov[np.ix_(ok, ok)] = np.linalg.pinv(sub, hermitian=True)

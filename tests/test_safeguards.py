@@ -1,0 +1,145 @@
+"""What a new user may feed sem(): each input gets a clear error or warning naming the
+variable, cluster or model line, or a fit that is honest about itself (issue 9)."""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import mlmiss
+from conftest import LAVAAN_DIR
+
+MODEL = """level: 1
+  fw =~ y1 + y2 + y3
+level: 2
+  fb =~ y1 + y2 + y3
+  fb ~ w1
+"""
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return pd.read_csv(LAVAAN_DIR / "demo_twolevel.csv")
+
+
+@pytest.fixture(scope="module")
+def plain(demo):
+    return mlmiss.sem(MODEL, demo, cluster="cluster")
+
+
+def fit_quietly(model, df, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return mlmiss.sem(model, df, cluster="cluster", **kw)
+
+
+def test_fixed_negative_variance_names_its_line(demo):
+    with pytest.raises(mlmiss.ModelError, match=r"line 6: the variance of y1 \(level 2\) is fixed at -1"):
+        mlmiss.sem(MODEL + "  y1 ~~ -1*y1\n", demo, cluster="cluster")
+
+
+def test_inadmissible_start_is_repaired(demo, plain):
+    with pytest.warns(mlmiss.ModelWarning, match=r"start\(\) values of y1 ~~ y1 \(level 2, line 6\)"):
+        fit = mlmiss.sem(MODEL + "  y1 ~~ start(-5)*y1\n", demo, cluster="cluster")
+    assert fit.converged
+    assert fit.loglik == pytest.approx(plain.loglik, abs=1e-6)
+
+
+def test_inadmissible_start_given_to_sem_is_refused(demo, plain):
+    theta = plain.theta.copy()
+    table = plain.partable.table
+    row = table[(table.op == "~~") & (table.lhs == "fw") & (table.rhs == "fw")]
+    theta[int(row["free"].iloc[0]) - 1] = -50.0
+    with pytest.raises(mlmiss.ModelError, match="start values given to sem"):
+        mlmiss.sem(MODEL, demo, cluster="cluster", start=theta)
+
+
+def test_single_cluster(demo):
+    df = demo.assign(cluster=7)
+    with pytest.raises(mlmiss.DataError, match="single cluster"):
+        mlmiss.sem(MODEL, df, cluster="cluster")
+
+
+def test_every_cluster_of_size_one(demo):
+    df = demo.assign(cluster=np.arange(len(demo)))
+    with pytest.raises(mlmiss.DataError, match="every cluster contains only one observation"):
+        mlmiss.sem(MODEL.replace("  fb ~ w1\n", ""), df.drop(columns="w1"), cluster="cluster")
+
+
+def test_zero_variance_variable(demo):
+    with pytest.raises(mlmiss.DataError, match="'y3' has no variance"):
+        mlmiss.sem(MODEL, demo.assign(y3=2.0), cluster="cluster")
+
+
+def test_no_within_variance(demo):
+    df = demo.assign(y3=demo.groupby("cluster")["y1"].transform("mean"))
+    with pytest.raises(mlmiss.DataError, match="'y3' does not vary within any cluster"):
+        mlmiss.sem(MODEL, df, cluster="cluster")
+
+
+def test_empty_rows_are_counted(demo):
+    df = demo.copy()
+    df.loc[df.index[:30], ["y1", "y2", "y3"]] = np.nan
+    with pytest.warns(mlmiss.DataWarning, match="30 row"):
+        fit = mlmiss.sem(MODEL, df, cluster="cluster")
+    assert fit.nobs == len(df) - 30 and fit.converged
+
+
+def test_covariate_constant_within_some_clusters(demo):
+    df = demo.copy()
+    first = df.groupby("cluster")["x1"].transform("first")
+    df["x1"] = np.where(df["cluster"] % 5 == 0, first, df["x1"])
+    model = MODEL.replace("fw =~ y1 + y2 + y3", "fw =~ y1 + y2 + y3\n  fw ~ x1")
+    with pytest.warns(mlmiss.DataWarning, match="covariate 'x1' has no variance within cluster"):
+        mlmiss.sem(model, df, cluster="cluster")
+
+
+def test_missing_value_code_is_suspected(demo):
+    df = demo.copy()
+    rng = np.random.default_rng(1)
+    for column in ("y1", "y2"):
+        df.loc[rng.random(len(df)) < 0.03, column] = -999
+    with pytest.warns(mlmiss.DataWarning, match=r"-999 recurs .* y1 .* y2"):
+        fit_ = mlmiss.sem(MODEL, df, cluster="cluster")
+    # whatever the optimizer makes of it, it is not the clean fit
+    assert fit_.loglik < -20000
+
+
+def test_large_variances_are_warned(demo, plain):
+    df = demo.copy()
+    scaled = ["y1", "y2", "y3", "w1"]
+    df[scaled] *= 1e8
+    with pytest.warns(mlmiss.DataWarning, match="variances above 1e\\+06: y1"):
+        fit = mlmiss.sem(MODEL, df, cluster="cluster")
+    # never an absurd answer reported as converged: a converged fit must be the plain fit
+    # moved by the change of scale, log(1e8) per observed value that was scaled
+    values = int(demo[["y1", "y2", "y3"]].notna().sum().sum())
+    values += int(demo.groupby("cluster")["w1"].first().notna().sum())
+    expected = plain.loglik - values * np.log(1e8)
+    assert not fit.converged or fit.loglik == pytest.approx(expected, abs=1e-3)
+
+
+def test_not_identified_model_is_not_converged(demo):
+    with pytest.warns(mlmiss.ConvergenceWarning, match=r"user model: .*not be identified.*fw =~ y1"):
+        fit = mlmiss.sem(MODEL.replace("fw =~ y1", "fw =~ NA*y1"), demo, cluster="cluster")
+    assert not fit.converged
+
+
+def test_heywood_case_is_warned(demo):
+    """A "both" variable with almost no between variance: the fit has negative between
+    variances (a Heywood case), and says so per level."""
+    df = demo.copy()
+    means = df.groupby("cluster")["y1"].transform("mean")
+    df["y1"] = df["y1"] - means + 0.01 * means
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = mlmiss.sem(MODEL, df, cluster="cluster")
+    heywood = [str(w.message) for w in caught if issubclass(w.category, mlmiss.ModelWarning)]
+    negative = fit.parameter_estimates(se=False).query("op == '~~' and lhs == rhs and est < 0")
+    # warned exactly when there are negative variances, each one named (today's fit of
+    # this case has them at level 2)
+    assert bool(heywood) == (len(negative) > 0)
+    assert all(m.startswith("user model: Heywood case at level") for m in heywood)
+    for name in negative["lhs"]:
+        assert any(name in m for m in heywood)

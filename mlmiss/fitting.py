@@ -14,7 +14,8 @@ from .results import Fit
 
 
 def sem(model: str, data, cluster: str | None = None, fixed_x: bool = False, start=None,
-        optimizer: str = "auto", maxiter: int = 1000, gtol: float = 1e-9) -> Fit:
+        optimizer: str = "auto", maxiter: int = 1000, gtol: float = 1e-9,
+        max_seconds: float | None = 300.0) -> Fit:
     """Fit a two-level SEM by full-information maximum likelihood.
 
     Parameters
@@ -31,8 +32,13 @@ def sem(model: str, data, cluster: str | None = None, fixed_x: bool = False, sta
         from the analytic gradient, and the full-Hessian trust region when that does not
         reach a stationary point), "trust-exact" or "L-BFGS-B".
     maxiter, gtol : the optimizer's iteration limit and gradient tolerance (on the
-        scaled objective -logl / N). The fit counts as converged when the largest
-        element of that gradient is below 1e-6, whatever the optimizer says.
+        scaled objective -logl / N).
+    max_seconds : the optimizer's time limit (None: none).
+
+    The fit counts as converged when the largest element of the gradient of -logl / N
+    is below 1e-6, whatever the optimizer says, and the observed information is positive
+    definite (:meth:`Fit.checks`). When start() values in the syntax lead nowhere, the
+    fit is tried again from the default start values and the better one is kept.
     """
     if cluster is None and not hasattr(data, "level1"):
         raise ValueError("sem() needs cluster= (the cluster-id column) for a DataFrame")
@@ -45,7 +51,15 @@ def sem(model: str, data, cluster: str | None = None, fixed_x: bool = False, sta
             raise ValueError(f"start has shape {theta0.shape}; the model has {problem.npar} "
                              "free parameters")
     theta0 = admissible_start(problem, theta0, user_start=start is not None)
-    fit = Fit(problem, optimize(problem, theta0, optimizer, maxiter, gtol))
+    estimate = optimize(problem, theta0, optimizer, maxiter, gtol, max_seconds)
+    if not estimate.converged and start is None and problem.has_start_values:
+        retry = optimize(problem, problem.start(user=False), optimizer, maxiter, gtol, max_seconds)
+        if retry.converged or retry.loglik > estimate.loglik:
+            warnings.warn("user model: from the start() values of the syntax the optimizer did "
+                          f"not converge (logl {estimate.loglik:.4f}); the default start values "
+                          "are used instead", ModelWarning, stacklevel=2)
+            estimate = retry
+    fit = Fit(problem, estimate)
     if not fit.estimate.converged:
         warnings.warn(f"user model: the optimizer did not converge: {fit.estimate.message}",
                       ConvergenceWarning, stacklevel=2)

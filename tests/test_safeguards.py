@@ -143,3 +143,25 @@ def test_heywood_case_is_warned(demo):
     assert all(m.startswith("user model: Heywood case at level") for m in heywood)
     for name in negative["lhs"]:
         assert any(name in m for m in heywood)
+
+
+def test_bad_start_values_in_the_syntax_are_retried(demo, plain):
+    model = MODEL.replace("fw =~ y1 + y2", "fw =~ y1 + start(1000)*y2")
+    with pytest.warns(mlmiss.ModelWarning, match="default start values are used instead"):
+        fit = mlmiss.sem(model, demo, cluster="cluster")
+    assert fit.converged and fit.loglik == pytest.approx(plain.loglik, abs=1e-6)
+
+
+def test_time_limit(demo):
+    """A fit that goes nowhere (the Heywood case above runs 1000 iterations) stops at
+    the time limit and says so."""
+    df = demo.copy()
+    means = df.groupby("cluster")["y1"].transform("mean")
+    df["y1"] = df["y1"] - means + 0.01 * means
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = mlmiss.sem(MODEL, df, cluster="cluster", max_seconds=0.3)
+    assert fit.estimate.seconds < 10.0   # the limit, not a speed: 1000 iterations took 5 s
+    if not fit.converged:
+        assert any("time limit of 0.3 s" in str(w.message) for w in caught
+                   if issubclass(w.category, mlmiss.ConvergenceWarning))

@@ -45,8 +45,9 @@ class Estimate:
 
 
 def optimize(problem, theta0, optimizer: str = "auto", maxiter: int = 1000,
-             gtol: float = 1e-9) -> Estimate:
-    """Maximize the problem's log-likelihood from theta0 (scipy minimizes -logl / N)."""
+             gtol: float = 1e-9, max_seconds: float | None = None) -> Estimate:
+    """Maximize the problem's log-likelihood from theta0 (scipy minimizes -logl / N).
+    ``max_seconds`` caps the time as ``maxiter`` caps the iterations."""
     from scipy.optimize import minimize  # imported here: slow, and not needed for loglik
 
     if optimizer not in OPTIMIZERS:
@@ -70,26 +71,47 @@ def optimize(problem, theta0, optimizer: str = "auto", maxiter: int = 1000,
         return np.nan_to_num(hessian_from_gradient(scaled_gradient, theta, central=False, at=at))
 
     began = time.perf_counter()
+    clock = _Clock(began, max_seconds)
     used = optimizer
     with one_blas_thread():
         result = None
         if optimizer == "auto":
-            result = _trust_krylov(f_and_grad, grad, theta0, maxiter, gtol)
+            result = _trust_krylov(f_and_grad, grad, theta0, maxiter, gtol, clock)
             used = "trust-krylov"
-            if not _max_abs(result.jac) <= GRADIENT_TOLERANCE:
+            if not (_max_abs(result.jac) <= GRADIENT_TOLERANCE or clock.expired):
+                # start again with the full Hessian (from where the Krylov steps ended it
+                # lost singular_between's maximum)
                 result, used = None, "trust-exact"
         if result is None and used == "trust-exact":
             result = minimize(f_and_grad, theta0, jac=True, hess=hess, method="trust-exact",
-                              options={"maxiter": maxiter, "gtol": gtol})
+                              callback=clock.check, options={"maxiter": maxiter, "gtol": gtol})
         elif result is None:
-            result = minimize(f_and_grad, theta0, jac=True, method="L-BFGS-B",
+            result = minimize(f_and_grad, theta0, jac=True, method="L-BFGS-B", callback=clock.check,
                               options={"maxiter": maxiter, "maxfun": 10 * maxiter, "gtol": gtol,
                                        "ftol": 1e-16, "maxcor": 50})
     max_grad = _max_abs(result.jac)
+    message = clock.message() or str(result.message)
     return Estimate(theta=np.asarray(result.x, dtype=float), loglik=-result.fun * problem.data.n_obs,
                     converged=max_grad <= GRADIENT_TOLERANCE, iterations=int(result.nit),
-                    message=f"{result.message} (largest |gradient| of -logl/N: {max_grad:.1e})",
+                    message=f"{message} (largest |gradient| of -logl/N: {max_grad:.1e})",
                     optimizer=used, seconds=time.perf_counter() - began, max_gradient=max_grad)
+
+
+class _Clock:
+    """A time limit for scipy's optimizers: their callback raises StopIteration past it."""
+
+    def __init__(self, began: float, max_seconds: float | None):
+        self.max_seconds = max_seconds
+        self.deadline = None if max_seconds is None else began + max_seconds
+        self.expired = False
+
+    def check(self, intermediate_result=None):
+        if self.deadline is not None and time.perf_counter() > self.deadline:
+            self.expired = True
+            raise StopIteration
+
+    def message(self) -> str:
+        return f"stopped at the time limit of {self.max_seconds:g} s" if self.expired else ""
 
 
 def _max_abs(x) -> float:
@@ -101,7 +123,7 @@ def _max_abs(x) -> float:
 KRYLOV_STOP = 1e-8
 
 
-def _trust_krylov(f_and_grad, grad, theta0, maxiter, gtol):
+def _trust_krylov(f_and_grad, grad, theta0, maxiter, gtol, clock):
     """scipy's trust-krylov with Hessian-vector products from gradient differences
     (one gradient each; the gradient at theta is kept between products), stopped as soon
     as an accepted step's gradient is below :data:`KRYLOV_STOP`."""
@@ -120,6 +142,7 @@ def _trust_krylov(f_and_grad, grad, theta0, maxiter, gtol):
     values = []
 
     def stop_when_small(intermediate_result):
+        clock.check()
         grad_max = largest.get(intermediate_result.x.tobytes(), np.inf)
         values.append(intermediate_result.fun)
         if grad_max <= max(gtol, KRYLOV_STOP):
@@ -146,6 +169,6 @@ def _trust_krylov(f_and_grad, grad, theta0, maxiter, gtol):
         result = minimize(evaluate, theta0, jac=True, hessp=hessp, method="trust-krylov",
                           callback=stop_when_small,
                           options={"maxiter": min(maxiter, 100), "gtol": gtol})
-    if "StopIteration" in str(result.message):
+    if "StopIteration" in str(result.message) and not clock.expired:
         result.message = "gradient below tolerance"
     return result

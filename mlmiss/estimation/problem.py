@@ -70,6 +70,12 @@ class Problem(Objective):
     def gradient_of_moments(self, theta, g):
         return self.model.jacobian(theta).T @ flatten_gradient(g)
 
+    @property
+    def has_start_values(self) -> bool:
+        """Whether the syntax gives start() values for free parameters."""
+        table = self.partable.table
+        return bool(((table["free"] > 0) & table["value"].notna()).any())
+
     def start(self, user: bool = True) -> np.ndarray:
         """lavaan-style simple start values (:func:`mlmiss.model.start.start_values`);
         ``user=False`` ignores the syntax's start() values."""

@@ -49,7 +49,7 @@ def _numeric_block(df: pd.DataFrame, names: Sequence[str]) -> np.ndarray:
     return out
 
 
-def _constant_within(values: np.ndarray, cluster: np.ndarray, n_clusters: int):
+def cluster_range(values: np.ndarray, cluster: np.ndarray, n_clusters: int):
     """Per cluster: (min, max) over observed values, NaN where all are missing."""
     lo = np.full(n_clusters, np.inf)
     hi = np.full(n_clusters, -np.inf)
@@ -135,7 +135,7 @@ class TwoLevelData:
         # between-only variables: one value per cluster, constant within it
         z = np.full((n_clusters, len(z_names)), np.nan)
         for k, name in enumerate(z_names):
-            lo, hi = _constant_within(z_rows[:, k], codes, n_clusters)
+            lo, hi = cluster_range(z_rows[:, k], codes, n_clusters)
             bad = np.flatnonzero(_varies(lo, hi))
             if bad.size:
                 raise DataError(
@@ -192,7 +192,7 @@ class TwoLevelData:
             z_names = []
             for c in numeric:
                 values = df[c].to_numpy(dtype=float, na_value=np.nan)
-                lo, hi = _constant_within(values, codes, n_clusters)
+                lo, hi = cluster_range(values, codes, n_clusters)
                 if not np.all(np.isnan(lo)) and not np.any(_varies(lo, hi)):
                     z_names.append(c)
             y_names = [c for c in numeric if c not in z_names]

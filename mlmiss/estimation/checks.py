@@ -12,6 +12,7 @@ import warnings
 
 import numpy as np
 
+from ..data.frame import cluster_range
 from ..errors import DataError, DataWarning, ModelError, ModelWarning
 
 #: values that often stand for "missing" in exported files
@@ -69,16 +70,8 @@ def _check_variances(data) -> None:
         if seen.size > 1 and np.var(seen) > LARGE_VARIANCE:
             large.append(f"{name} ({np.var(seen):.3g})")
     # a level-1 variable constant within every cluster has no within part
-    cluster = data.row_cluster
     for k, name in enumerate(data.y_names):
-        values = data.y[:, k]
-        ok = ~np.isnan(values)
-        lo = np.full(data.n_clusters, np.inf)
-        hi = np.full(data.n_clusters, -np.inf)
-        np.minimum.at(lo, cluster[ok], values[ok])
-        np.maximum.at(hi, cluster[ok], values[ok])
-        counts = np.bincount(cluster[ok], minlength=data.n_clusters)
-        several = counts >= 2
+        lo, hi, several = _spread_within(data, k)
         if several.any() and np.all(hi[several] == lo[several]):
             raise DataError(f"variable {name!r} does not vary within any cluster: it has no "
                             "within (level-1) part; model it as a between-only variable")
@@ -88,19 +81,21 @@ def _check_variances(data) -> None:
                       "assume moderate scales", DataWarning, stacklevel=5)
 
 
+def _spread_within(data, k):
+    """Per cluster: smallest and largest observed value of level-1 variable k, and
+    whether the cluster has two or more observed values of it."""
+    values = data.y[:, k]
+    ok = ~np.isnan(values)
+    lo, hi = cluster_range(values, data.row_cluster, data.n_clusters)
+    return lo, hi, np.bincount(data.row_cluster[ok], minlength=data.n_clusters) >= 2
+
+
 def _check_covariates_vary_within(data, covariates) -> None:
-    cluster = data.row_cluster
     for name in covariates:
         if name not in data.y_names:
             continue
-        values = data.y[:, data.y_names.index(name)]
-        ok = ~np.isnan(values)
-        lo = np.full(data.n_clusters, np.inf)
-        hi = np.full(data.n_clusters, -np.inf)
-        np.minimum.at(lo, cluster[ok], values[ok])
-        np.maximum.at(hi, cluster[ok], values[ok])
-        counts = np.bincount(cluster[ok], minlength=data.n_clusters)
-        flat = np.flatnonzero((counts >= 2) & (hi == lo))
+        lo, hi, several = _spread_within(data, data.y_names.index(name))
+        flat = np.flatnonzero(several & (hi == lo))
         if flat.size:
             warnings.warn(f"level-1 covariate {name!r} has no variance within cluster(s) "
                           f"{_show(data.cluster_ids[flat])} (as lavaan warns)", DataWarning,

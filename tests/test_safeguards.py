@@ -28,12 +28,6 @@ def plain(demo):
     return mlmiss.sem(MODEL, demo, cluster="cluster")
 
 
-def fit_quietly(model, df, **kw):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return mlmiss.sem(model, df, cluster="cluster", **kw)
-
-
 def test_fixed_negative_variance_names_its_line(demo):
     with pytest.raises(mlmiss.ModelError, match=r"line 6: the variance of y1 \(level 2\) is fixed at -1"):
         mlmiss.sem(MODEL + "  y1 ~~ -1*y1\n", demo, cluster="cluster")

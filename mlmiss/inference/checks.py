@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .vcov import SINGULAR_TOLERANCE
+from .vcov import diagnose_information
 
 
 @dataclass(frozen=True)
@@ -34,27 +34,7 @@ class FitChecks:
 def post_fit_checks(problem, theta, information, names) -> FitChecks:
     """The information at the estimates (``-d2 logl``, from
     :func:`mlmiss.inference.vcov.observed_information`) and the model's matrices."""
-    problems = []
-    finite = np.all(np.isfinite(information), axis=0)
-    if not finite.all():
-        bad = [names[i] for i in np.flatnonzero(~finite)]
-        problems.append(f"the second derivatives of {', '.join(bad)} could not be computed "
-                        "(no admissible step on either side)")
-    small = top = float("nan")
-    if finite.any():
-        sub = information[np.ix_(finite, finite)]
-        values, vectors = np.linalg.eigh(sub)
-        small, top = float(values[0]), float(values[-1])
-        if values[0] <= SINGULAR_TOLERANCE * abs(top):
-            kept = [n for n, f in zip(names, finite) if f]
-            weight = np.abs(vectors[:, 0])
-            involved = [kept[i] for i in np.argsort(-weight)[:4] if weight[i] > 0.2]
-            what = ("not positive definite: the estimates are not at a maximum"
-                    if values[0] < -SINGULAR_TOLERANCE * abs(top)
-                    else "singular: the model may not be identified")
-            problems.append(f"the information matrix is {what} (smallest eigenvalue "
-                            f"{small:.3g}, largest {top:.3g}; parameters involved: "
-                            f"{', '.join(involved) or 'many'})")
+    _, small, top, problems = diagnose_information(information, names)
     return FitChecks(small, top, problems, heywood_cases(problem, theta))
 
 

@@ -32,38 +32,49 @@ def observed_information(problem, theta) -> np.ndarray:
         return -hessian_from_gradient(problem.gradient, theta)
 
 
+def diagnose_information(information, names):
+    """Why an information matrix cannot be trusted, if it cannot: (finite columns mask,
+    smallest and largest eigenvalue over them, sentences). Singular means a model that
+    may not be identified (the sentence names the parameters along the null direction);
+    not positive definite means the point is not a maximum."""
+    problems = []
+    finite = np.all(np.isfinite(information), axis=0)
+    if not finite.all():
+        bad = [names[i] for i in np.flatnonzero(~finite)]
+        problems.append(f"the second derivatives of {', '.join(bad)} could not be computed: "
+                        "every small step away from the estimate leaves the admissible region "
+                        "(a covariance matrix that is not positive definite)")
+    small = top = float("nan")
+    if finite.any():
+        values, vectors = np.linalg.eigh(information[np.ix_(finite, finite)])
+        small, top = float(values[0]), float(values[-1])
+        if small <= SINGULAR_TOLERANCE * abs(top):
+            kept = [n for n, f in zip(names, finite) if f]
+            weight = np.abs(vectors[:, 0])
+            involved = [kept[i] for i in np.argsort(-weight)[:4] if weight[i] > 0.2]
+            what = ("not positive definite: the estimates are not at a maximum"
+                    if small < -SINGULAR_TOLERANCE * abs(top)
+                    else "singular: the model may not be identified")
+            problems.append(f"the information matrix is {what} (smallest eigenvalue "
+                            f"{small:.3g}, largest {top:.3g}; parameters involved: "
+                            f"{', '.join(involved) or 'many'})")
+    return finite, small, top, problems
+
+
 def observed_vcov(problem, theta, names=None, information=None) -> np.ndarray:
     """The inverse of the observed information (computed here unless given), with
-    warnings where it is not to be trusted. ``names`` (one per parameter) make the
-    warnings specific."""
+    warnings where it is not to be trusted (:func:`diagnose_information`): NaN standard
+    errors where a second derivative could not be computed. ``names`` (one per
+    parameter) make the warnings specific."""
     names = list(names) if names is not None else [f"theta[{i}]" for i in range(len(theta))]
     with one_blas_thread():
         info = observed_information(problem, theta) if information is None else information
         npar = info.shape[0]
         vcov = np.full((npar, npar), np.nan)
-        ok = np.all(np.isfinite(info), axis=0)
-        if not ok.all():
-            bad = [names[i] for i in np.flatnonzero(~ok)]
-            warnings.warn(
-                f"user model: the second derivatives of {', '.join(bad)} could not be "
-                "computed: every small step away from the estimate leaves the admissible "
-                "region (a covariance matrix that is not positive definite); their standard "
-                "errors are NaN",
-                InformationWarning, stacklevel=3)
-        if not ok.any():
-            return vcov
-        sub = info[np.ix_(ok, ok)]
-        values = np.linalg.eigvalsh(sub)
-        top = max(abs(values[-1]), 1e-300)
-        if values[0] < -SINGULAR_TOLERANCE * top:
-            warnings.warn(
-                "user model: the information matrix is not positive definite (smallest "
-                f"eigenvalue {values[0]:.3g}, largest {values[-1]:.3g}): the estimates are not at a "
-                "maximum; standard errors are not trustworthy", InformationWarning, stacklevel=3)
-        elif values[0] <= SINGULAR_TOLERANCE * top:
-            warnings.warn(
-                "user model: the information matrix is singular (smallest eigenvalue "
-                f"{values[0]:.3g}, largest {values[-1]:.3g}): the model may not be identified; "
-                "standard errors are not trustworthy", InformationWarning, stacklevel=3)
-        vcov[np.ix_(ok, ok)] = np.linalg.pinv(sub, hermitian=True)
+        ok, _, _, problems = diagnose_information(info, names)
+        for sentence in problems:
+            warnings.warn(f"user model: {sentence}; standard errors are not trustworthy "
+                          "(NaN where not computed)", InformationWarning, stacklevel=3)
+        if ok.any():
+            vcov[np.ix_(ok, ok)] = np.linalg.pinv(info[np.ix_(ok, ok)], hermitian=True)
     return vcov

@@ -8,9 +8,9 @@ the rows lavaan drops and fixes the covariates at their sample moments.
 from __future__ import annotations
 
 from ..data.frame import TwoLevelData
-from ..errors import DataError, ModelDataError
+from ..errors import ModelDataError
 from ..model.partable import check_variables, parameter_table
-from .checks import check_data, check_model
+from .checks import check_cluster_count, check_data, check_model
 from .fixed_x import drop_incomplete, fill_covariate_rows
 from .problem import Problem
 
@@ -22,7 +22,8 @@ def build_problem(model, data, cluster=None, fixed_x: bool = False, checks: bool
     partable = parameter_table(model, fixed_x=fixed_x)
     if checks:
         check_model(partable)
-    covariates = partable.covariates() if fixed_x else {1: [], 2: []}
+    exogenous = partable.covariates()
+    covariates = exogenous if fixed_x else {1: [], 2: []}   # the ones fixed_x fixes
     if isinstance(data, TwoLevelData):
         if (sorted(data.y_names) != sorted(partable.y_names)
                 or sorted(data.z_names) != sorted(partable.z_names)):
@@ -32,15 +33,14 @@ def build_problem(model, data, cluster=None, fixed_x: bool = False, checks: bool
                 f"({list(data.y_names)}, {list(data.z_names)})")
     else:
         check_variables(partable, list(data.columns))
-        if checks and cluster in data.columns and data[cluster].nunique() < 2:
-            raise DataError(f"the data have a single cluster ({cluster} = "
-                            f"{data[cluster].dropna().iloc[0]!r}); a two-level model needs several")
+        if checks and cluster in data.columns and len(data):
+            check_cluster_count(data[cluster].nunique(), data[cluster].iloc[0], cluster)
         if fixed_x:
             data = drop_incomplete(data, cluster, covariates[1], covariates[2])
         data = TwoLevelData.from_frame(data, cluster, y=list(partable.y_names),
                                        z=list(partable.z_names))
     if checks:
-        check_data(data, partable.covariates()[1])
+        check_data(data, exogenous[1])
     marginal = 0.0
     if fixed_x:
         partable.table, marginal = fill_covariate_rows(partable.table, data, covariates[1],

@@ -36,13 +36,19 @@ def check_model(partable) -> None:
                 f"at {row.value:g}; a variance cannot be negative")
 
 
+def check_cluster_count(n_clusters: int, some_id, cluster: str) -> None:
+    """A two-level model needs two clusters at least (checked on the data frame too,
+    before its between-only columns are read per cluster)."""
+    if n_clusters < 2:
+        raise DataError(f"the data have a single cluster ({cluster} = {some_id!r}); a "
+                        "two-level model needs several")
+
+
 def check_data(data, covariates=None) -> None:
     """Errors for data no two-level model can be fitted to; warnings for the suspicious.
     ``covariates``: the model's level-1 exogenous covariates (lavaan warns when one does
     not vary within some clusters)."""
-    if data.n_clusters < 2:
-        raise DataError(f"the data have a single cluster ({data.cluster_name} = "
-                        f"{data.cluster_ids[0]!r}); a two-level model needs several")
+    check_cluster_count(data.n_clusters, data.cluster_ids[0], data.cluster_name)
     if np.all(data.cluster_sizes <= 1):
         raise DataError("every cluster contains only one observation: the within and between "
                         "parts cannot be told apart; is the cluster column right "

@@ -64,11 +64,15 @@ def check_data(data, covariates=None) -> None:
     _check_codes(data)
 
 
+def _columns(data):
+    """(name, values) of every observed variable: level-1 rows, then one per cluster."""
+    return ([(name, data.y[:, k]) for k, name in enumerate(data.y_names)]
+            + [(name, data.z[:, k]) for k, name in enumerate(data.z_names)])
+
+
 def _check_variances(data) -> None:
-    columns = [(name, data.y[:, k]) for k, name in enumerate(data.y_names)]
-    columns += [(name, data.z[:, k]) for k, name in enumerate(data.z_names)]
     large = []
-    for name, values in columns:
+    for name, values in _columns(data):
         seen = values[~np.isnan(values)]
         if seen.size and np.ptp(seen) == 0.0:
             raise DataError(f"variable {name!r} has no variance: every observed value is "
@@ -111,9 +115,7 @@ def _check_covariates_vary_within(data, covariates) -> None:
 def _check_codes(data) -> None:
     """A code such as -999 that recurs in a column far outside its other values."""
     hits = {}
-    columns = [(name, data.y[:, k]) for k, name in enumerate(data.y_names)]
-    columns += [(name, data.z[:, k]) for k, name in enumerate(data.z_names)]
-    for name, values in columns:
+    for name, values in _columns(data):
         seen = values[~np.isnan(values)]
         for code in MISSING_CODES:
             at = seen == code

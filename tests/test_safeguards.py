@@ -100,18 +100,29 @@ def test_missing_value_code_is_suspected(demo):
     assert fit_.loglik < -20000
 
 
-def test_large_variances_are_warned(demo, plain):
+@pytest.mark.parametrize("factor", [1e8, 1e-5])
+def test_rescaled_data_give_the_rescaled_fit(demo, plain, factor):
+    """Data in huge or tiny units: the optimizer works on rescaled parameters, so the
+    fit converges to the plain fit moved by the change of units (issue 9)."""
     df = demo.copy()
     scaled = ["y1", "y2", "y3", "w1"]
-    df[scaled] *= 1e8
-    with pytest.warns(mlmiss.DataWarning, match="variances above 1e\\+06: y1"):
+    df[scaled] *= factor
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         fit = mlmiss.sem(MODEL, df, cluster="cluster")
-    # never an absurd answer reported as converged: a converged fit must be the plain fit
-    # moved by the change of scale, log(1e8) per observed value that was scaled
+    if factor > 1:
+        assert any("variances above 1e+06: y1" in str(w.message) for w in caught)
+    assert fit.converged
+    # log(factor) per observed value that was scaled
     values = int(demo[["y1", "y2", "y3"]].notna().sum().sum())
     values += int(demo.groupby("cluster")["w1"].first().notna().sum())
-    expected = plain.loglik - values * np.log(1e8)
-    assert not fit.converged or fit.loglik == pytest.approx(expected, abs=1e-3)
+    assert fit.loglik == pytest.approx(plain.loglik - values * np.log(factor), abs=1e-6 * values)
+    assert fit.fit_measures()["chisq"] == pytest.approx(plain.fit_measures()["chisq"], abs=1e-5)
+    ours, base = fit.parameter_estimates(), plain.parameter_estimates()
+    variance = (ours["op"] == "~~").to_numpy()
+    unit = np.where(variance, factor ** 2, np.where(ours["op"] == "~1", factor, 1.0))
+    np.testing.assert_allclose(ours["est"] / unit, base["est"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ours["se"] / unit, base["se"], rtol=1e-3, atol=1e-6)
 
 
 def test_not_identified_model_is_not_converged(demo):

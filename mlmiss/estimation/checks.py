@@ -86,9 +86,10 @@ def _check_variances(data) -> None:
             raise DataError(f"variable {name!r} does not vary within any cluster: it has no "
                             "within (level-1) part; model it as a between-only variable")
     if large:
-        warnings.warn(f"variances above {LARGE_VARIANCE:g}: {_show(large)}; rescale these "
-                      "variables (e.g. divide by a power of 10): the optimizer's tolerances "
-                      "assume moderate scales", DataWarning, stacklevel=5)
+        warnings.warn(f"variances above {LARGE_VARIANCE:g}: {_show(large)}; the optimizer works "
+                      "on internally rescaled parameters and reports on the original scale, "
+                      "but rescaled variables (e.g. divided by a power of 10) give estimates "
+                      "that are easier to read", DataWarning, stacklevel=5)
 
 
 def _spread_within(data, k):

@@ -8,8 +8,10 @@ method (scipy's L-BFGS-B, ``optimizer="L-BFGS-B"``) is available, but on models 
 singular Sigma_b (zero between residual variances) it stalled far from lavaan's
 solution, where the full trust region converged in 13 iterations.
 
-A fit counts as converged when the largest element of the gradient of -logl/N is below
-:data:`GRADIENT_TOLERANCE`, whatever the optimizer says: L-BFGS-B may report success on
+Every optimizer works on u = theta / scales, the parameters in the units of the data
+(:mod:`.scaling`); on data with standard deviations near 1 the scales are 1. A fit
+counts as converged when the largest element of the gradient of -logl/N with respect to
+u is below :data:`GRADIENT_TOLERANCE`, whatever the optimizer says: L-BFGS-B may report success on
 a stalled decrease, and near the optimum a trust region may stop on round-off with the
 gradient already at its noise level.
 """
@@ -52,46 +54,53 @@ def optimize(problem, theta0, optimizer: str = "auto", maxiter: int = 1000,
 
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
-    f_and_grad = problem.f_and_grad
+    # the optimizer works on u = theta / scales (:mod:`.scaling`): gradients, trust
+    # regions and the convergence test in the units of the data
+    scales = np.asarray(problem.scales, dtype=float)
     n = float(problem.data.n_obs)
 
-    def grad(theta):
-        return f_and_grad(theta)[1]
+    def f_and_grad(u):
+        value, g = problem.f_and_grad(scales * u)
+        return value, g * scales
 
-    def scaled_gradient(theta):   # None where inadmissible: one-sided columns there
-        g = problem.gradient(theta)
-        return None if g is None else -g / n
+    def grad(u):
+        return f_and_grad(u)[1]
 
-    def hess(theta):
+    def scaled_gradient(u):   # None where inadmissible: one-sided columns there
+        g = problem.gradient(scales * u)
+        return None if g is None else -g * scales / n
+
+    def hess(u):
         # only steers the trust region: a column with no admissible step is left at 0,
         # and an inadmissible proposal (f = 1e20, to be rejected) gets the identity
-        at = scaled_gradient(theta)
+        at = scaled_gradient(u)
         if at is None:
-            return np.eye(theta.size)
-        return np.nan_to_num(hessian_from_gradient(scaled_gradient, theta, central=False, at=at))
+            return np.eye(u.size)
+        return np.nan_to_num(hessian_from_gradient(scaled_gradient, u, central=False, at=at))
 
+    u0 = np.asarray(theta0, dtype=float) / scales
     began = time.perf_counter()
     clock = _Clock(began, max_seconds)
     used = optimizer
     with one_blas_thread():
         result = None
         if optimizer == "auto":
-            result = _trust_krylov(f_and_grad, grad, theta0, maxiter, gtol, clock)
+            result = _trust_krylov(f_and_grad, grad, u0, maxiter, gtol, clock)
             used = "trust-krylov"
             if not (_max_abs(result.jac) <= GRADIENT_TOLERANCE or clock.expired):
                 # start again with the full Hessian (from where the Krylov steps ended it
                 # lost singular_between's maximum)
                 result, used = None, "trust-exact"
         if result is None and used == "trust-exact":
-            result = minimize(f_and_grad, theta0, jac=True, hess=hess, method="trust-exact",
+            result = minimize(f_and_grad, u0, jac=True, hess=hess, method="trust-exact",
                               callback=clock.check, options={"maxiter": maxiter, "gtol": gtol})
         elif result is None:
-            result = minimize(f_and_grad, theta0, jac=True, method="L-BFGS-B", callback=clock.check,
+            result = minimize(f_and_grad, u0, jac=True, method="L-BFGS-B", callback=clock.check,
                               options={"maxiter": maxiter, "maxfun": 10 * maxiter, "gtol": gtol,
                                        "ftol": 1e-16, "maxcor": 50})
     max_grad = _max_abs(result.jac)
     message = clock.message() or str(result.message)
-    return Estimate(theta=np.asarray(result.x, dtype=float), loglik=-result.fun * problem.data.n_obs,
+    return Estimate(theta=scales * np.asarray(result.x, dtype=float), loglik=-result.fun * problem.data.n_obs,
                     converged=max_grad <= GRADIENT_TOLERANCE, iterations=int(result.nit),
                     message=f"{message} (largest |gradient| of -logl/N: {max_grad:.1e})",
                     optimizer=used, seconds=time.perf_counter() - began, max_gradient=max_grad)

@@ -14,6 +14,7 @@ import numpy as np
 from ..likelihood import loglik, loglik_and_gradient
 from ..model.ram import TwoLevelModel, flatten_gradient
 from ..model.start import start_values
+from .scaling import parameter_scales
 
 
 class Objective:
@@ -22,6 +23,12 @@ class Objective:
 
     npar: int
     data: object
+
+    @property
+    def scales(self) -> np.ndarray:
+        """Typical magnitudes of the parameters: optimizers work on theta / scales
+        (:mod:`.scaling`). All ones unless a subclass knows better."""
+        return np.ones(self.npar)
 
     def loglik(self, theta) -> float:
         """The log-likelihood (-inf where the moments are not admissible)."""
@@ -63,6 +70,13 @@ class Problem(Objective):
         # the moments are laid out like the data (same variables, perhaps another order)
         self.model = TwoLevelModel(partable.table, list(data.y_names), list(data.z_names))
         self.npar = self.model.npar
+        self._scales = None
+
+    @property
+    def scales(self) -> np.ndarray:
+        if self._scales is None:
+            self._scales = parameter_scales(self.partable, self.data)
+        return self._scales
 
     def moments(self, theta):
         return self.model.moments(theta)
@@ -79,4 +93,4 @@ class Problem(Objective):
     def start(self, user: bool = True) -> np.ndarray:
         """lavaan-style simple start values (:func:`mlmiss.model.start.start_values`);
         ``user=False`` ignores the syntax's start() values."""
-        return start_values(self.partable, self.data, user)
+        return start_values(self.partable, self.data, user, self.scales)

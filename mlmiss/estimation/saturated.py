@@ -18,6 +18,7 @@ from ..model.start import level_statistics
 from .optimizers import optimize
 from .problem import Objective, Problem
 from .reference import ReferenceFit
+from .scaling import power_of_ten
 
 
 def saturated_syntax(within_names, between_names) -> str:
@@ -114,6 +115,16 @@ class SaturatedProblem(Objective):
         return np.concatenate([g.mu_y[self.within_only], g.mu_y[self.both], g.mu_z,
                                (2.0 * g.sigma_w @ lw)[self.tril_w],
                                (2.0 * g_joint @ lb)[self.tril_b]])
+
+    @property
+    def scales(self) -> np.ndarray:
+        """A mean and a row of a Cholesky factor are in the units of their variable
+        (:mod:`.scaling`)."""
+        within, between, _, z_var, _ = level_statistics(self.data)
+        unit_w = np.array([power_of_ten(v) for v in within])
+        unit_b = np.array([power_of_ten(v) for v in np.concatenate([between[self.both], z_var])])
+        return np.concatenate([unit_w[self.within_only], unit_b, unit_w[self.tril_w[0]],
+                               unit_b[self.tril_b[0]]])
 
     def start(self):
         """Observed means and variances, no covariances."""

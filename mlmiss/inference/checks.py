@@ -34,7 +34,7 @@ class FitChecks:
 def post_fit_checks(problem, theta, information, names) -> FitChecks:
     """The information at the estimates (``-d2 logl``, from
     :func:`mlmiss.inference.vcov.observed_information`) and the model's matrices."""
-    _, small, top, problems = diagnose_information(information, names)
+    _, small, top, problems = diagnose_information(information, names, problem.scales)
     return FitChecks(small, top, problems, heywood_cases(problem, theta))
 
 

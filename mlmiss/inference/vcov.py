@@ -27,16 +27,28 @@ SINGULAR_TOLERANCE = 1e-8
 
 def observed_information(problem, theta) -> np.ndarray:
     """-d^2 logl / d theta^2 at theta; NaN rows and columns where no admissible step
-    exists."""
+    exists. The steps are taken in the problem's scaled parameters theta / scales
+    (:mod:`mlmiss.estimation.scaling`), so they suit data in any units."""
+    scales = np.asarray(problem.scales, dtype=float)
+
+    def scaled_gradient(u):
+        g = problem.gradient(scales * u)
+        return None if g is None else g * scales
+
     with one_blas_thread():
-        return -hessian_from_gradient(problem.gradient, theta)
+        scaled = -hessian_from_gradient(scaled_gradient, np.asarray(theta, dtype=float) / scales)
+    return scaled / np.outer(scales, scales)
 
 
-def diagnose_information(information, names):
+def diagnose_information(information, names, scales=None):
     """Why an information matrix cannot be trusted, if it cannot: (finite columns mask,
     smallest and largest eigenvalue over them, sentences). Singular means a model that
     may not be identified (the sentence names the parameters along the null direction);
-    not positive definite means the point is not a maximum."""
+    not positive definite means the point is not a maximum. With ``scales`` (the
+    parameters' typical magnitudes) it is judged in the scaled parameters, where a
+    variance of 1e16 and a loading of 1 weigh alike."""
+    if scales is not None:
+        information = information * np.outer(scales, scales)
     problems = []
     finite = np.all(np.isfinite(information), axis=0)
     if not finite.all():
@@ -67,8 +79,10 @@ def observed_vcov(problem, theta, names=None, information=None) -> np.ndarray:
     errors where a second derivative could not be computed. ``names`` (one per
     parameter) make the warnings specific."""
     names = list(names) if names is not None else [f"theta[{i}]" for i in range(len(theta))]
+    scales = np.asarray(problem.scales, dtype=float)
     with one_blas_thread():
         info = observed_information(problem, theta) if information is None else information
+        info = info * np.outer(scales, scales)   # inverted in the scaled parameters
         npar = info.shape[0]
         vcov = np.full((npar, npar), np.nan)
         ok, _, _, problems = diagnose_information(info, names)
@@ -77,4 +91,4 @@ def observed_vcov(problem, theta, names=None, information=None) -> np.ndarray:
                           "(NaN where not computed)", InformationWarning, stacklevel=3)
         if ok.any():
             vcov[np.ix_(ok, ok)] = np.linalg.pinv(info[np.ix_(ok, ok)], hermitian=True)
-    return vcov
+    return vcov * np.outer(scales, scales)

@@ -37,9 +37,11 @@ def level_statistics(data):
     return within, between, means, z_var, z_mean
 
 
-def start_values(partable, data, user: bool = True) -> np.ndarray:
+def start_values(partable, data, user: bool = True, scales=None) -> np.ndarray:
     """theta (npar) of starting values for the free rows of ``partable.table``;
-    ``user=False`` ignores the syntax's start() values."""
+    ``user=False`` ignores the syntax's start() values. ``scales`` (the parameters'
+    typical magnitudes, :mod:`mlmiss.estimation.scaling`) put the latent variances'
+    0.05 in the units of their markers."""
     table = partable.table
     within, between, means, z_var, z_mean = level_statistics(data)
     y_index = {name: i for i, name in enumerate(data.y_names)}
@@ -77,8 +79,8 @@ def start_values(partable, data, user: bool = True) -> np.ndarray:
             value = 0.0 if m is None or not np.isfinite(m) else m
         elif row.lhs == row.rhs:
             v = observed_variance(row.lhs, row.level)
-            if v is None:
-                value = 0.05  # a latent variance
+            if v is None:  # a latent variance
+                value = 0.05 * (1.0 if scales is None else scales[row.free - 1])
             elif getattr(row, "exo", 0):
                 value = v if np.isfinite(v) and v > 0 else 1.0
             else:

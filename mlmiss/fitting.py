@@ -15,7 +15,7 @@ from .results import Fit
 
 def sem(model: str, data, cluster: str | None = None, fixed_x: bool = False, start=None,
         optimizer: str = "auto", maxiter: int = 1000, gtol: float = 1e-9,
-        max_seconds: float | None = 300.0) -> Fit:
+        max_seconds: float | None = 300.0, between_psd: bool = True) -> Fit:
     """Fit a two-level SEM by full-information maximum likelihood.
 
     Parameters
@@ -34,6 +34,11 @@ def sem(model: str, data, cluster: str | None = None, fixed_x: bool = False, sta
     maxiter, gtol : the optimizer's iteration limit and gradient tolerance (on the
         scaled objective -logl / N).
     max_seconds : the optimizer's time limit (None: none).
+    between_psd : the admissible region (:mod:`mlmiss.estimation.boundary`): True
+        (default) keeps the model's between covariance matrix positive semidefinite, and
+        a maximum on that edge is reported as a boundary solution; False allows any
+        point where the likelihood is defined (an indefinite between covariance matrix,
+        as lavaan allows down to eigenvalues of -0.05).
 
     The fit counts as converged when the largest element of the gradient of -logl / N
     is below 1e-6, whatever the optimizer says, and the observed information is positive
@@ -43,6 +48,7 @@ def sem(model: str, data, cluster: str | None = None, fixed_x: bool = False, sta
     if cluster is None and not hasattr(data, "level1"):
         raise ValueError("sem() needs cluster= (the cluster-id column) for a DataFrame")
     problem = build_problem(model, data, cluster, fixed_x)
+    problem.between_psd = bool(between_psd)
     if start is None:
         theta0 = problem.start()
     else:
@@ -67,6 +73,23 @@ def sem(model: str, data, cluster: str | None = None, fixed_x: bool = False, sta
         for problem_found in fit.checks().problems:
             warnings.warn(f"user model: not converged: {problem_found}", ConvergenceWarning,
                           stacklevel=2)
+    if fit.estimate.on_boundary:
+        warnings.warn(f"user model: {_boundary_sentence(fit)}", ModelWarning, stacklevel=2)
     for case in fit.checks().heywood:
         warnings.warn(f"user model: Heywood case at {case}", ModelWarning, stacklevel=2)
     return fit
+
+
+def _boundary_sentence(fit) -> str:
+    """What a boundary solution is, in the user's variables."""
+    _, vectors = fit.boundary()
+    names = list(fit.implied()["between"]["cov"].index)
+    directions = []
+    for v in vectors.T:
+        order = np.argsort(-np.abs(v))
+        terms = [f"{v[i]:+.2f}*{names[i]}" for i in order[:4] if abs(v[i]) > 0.1]
+        directions.append(" ".join(terms))
+    return ("boundary solution: the maximum lies on the edge of the admissible region, the "
+            "model's between covariance matrix is singular there (zero variance along "
+            f"{'; '.join(directions)}); standard errors are taken along the edge, and the "
+            "chi-square test has no exact chi-square reference there")

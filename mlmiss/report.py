@@ -37,6 +37,10 @@ def _header(fit, cluster) -> list[str]:
     iterations = getattr(fit, "iterations", "?")
     if getattr(fit, "converged", True):
         lines = [f"mlmiss {__version__} ended normally after {iterations} iterations"]
+        if getattr(getattr(fit, "estimate", None), "on_boundary", False):
+            lines += ["** NOTE ** boundary solution: the between covariance matrix is singular",
+                      "** NOTE ** at the estimates (see the warning); standard errors are taken",
+                      "** NOTE ** along the edge of the admissible region."]
     else:
         lines = [f"mlmiss {__version__} did NOT end normally after {iterations} iterations",
                  "** WARNING ** the optimizer did not converge; the estimates, standard",

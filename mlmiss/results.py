@@ -18,6 +18,7 @@ import pandas as pd
 from .data.levels import to_levels
 from .errors import ConvergenceWarning
 from .estimation.baseline import fit_baseline
+from .estimation.boundary import tangent_basis
 from .estimation.optimizers import Estimate
 from .estimation.problem import Problem
 from .estimation.reference import ReferenceFit
@@ -143,7 +144,18 @@ class Fit:
         """The post-fit checks (:mod:`mlmiss.inference.checks`): the information's
         eigenvalues, why the fit is not a maximum if it is not, Heywood cases."""
         return self._cached("checks", lambda: post_fit_checks(
-            self.problem, self.theta, self.information(), self.parameter_names()))
+            self.problem, self.theta, self.information(), self.parameter_names(),
+            self.boundary()[0]))
+
+    def boundary(self):
+        """At a boundary solution (Sigma_b singular, the data pushing past the edge of
+        the admissible region, :mod:`mlmiss.estimation.boundary`): (Z, V), a basis of
+        the scaled parameter directions along the edge and the eigenvectors of Sigma_b's
+        zero eigenvalues over the level-2 variables (the order of ``implied()["between"]``);
+        else (None, None)."""
+        if not self.estimate.on_boundary:
+            return None, None
+        return self._cached("boundary", lambda: tangent_basis(self.problem, self.theta))
 
     def vcov(self) -> np.ndarray:
         """Covariance matrix of theta: the inverse of the observed information
@@ -151,7 +163,8 @@ class Fit:
         (:class:`mlmiss.InformationWarning`) when it is singular or not positive definite;
         NaN where a second derivative could not be computed."""
         return self._cached("vcov", lambda: observed_vcov(
-            self.problem, self.theta, self.parameter_names(), self.information()))
+            self.problem, self.theta, self.parameter_names(), self.information(),
+            self.boundary()[0]))
 
     def parameter_estimates(self, ci_level: float = 0.95, se: bool = True) -> pd.DataFrame:
         """One row per parameter-table entry: lhs, op, rhs, level, label, est, and
@@ -172,7 +185,8 @@ class Fit:
             se_col = np.zeros(len(est))
             se_col[free > 0] = std[free[free > 0] - 1]
             with np.errstate(divide="ignore", invalid="ignore"):
-                z = np.where(free > 0, est / se_col, np.nan)
+                # se 0: fixed, or pinned to the edge at a boundary solution: no test
+                z = np.where((free > 0) & (se_col > 0), est / se_col, np.nan)
             q = stats.norm.ppf(0.5 + ci_level / 2.0)
             out["se"] = se_col
             out["z"] = z

@@ -81,3 +81,19 @@ def gradient_between_cov(g: Moments) -> np.ndarray:
     idx = g.between_index
     half = 0.5 * g.sigma_yz[idx, :]
     return np.block([[g.sigma_b[np.ix_(idx, idx)], half], [half.T, g.sigma_zz]])
+
+
+def between_cov_gradient(joint_gradient, like: Moments) -> Moments:
+    """The inverse of :func:`gradient_between_cov`: a symmetric G over the joint level-2
+    covariance as a gradient with respect to the moments (laid out like ``like``, zero
+    outside the between blocks), so that sum_ij G_ij dC_ij = dL."""
+    idx = like.between_index
+    g = np.asarray(joint_gradient, dtype=float)
+    nb = idx.size
+    p, k = like.mu_y.size, like.mu_z.size
+    sigma_b = np.zeros((p, p))
+    sigma_b[np.ix_(idx, idx)] = g[:nb, :nb]
+    sigma_yz = np.zeros((p, k))
+    sigma_yz[idx, :] = 2.0 * g[:nb, nb:]   # each element appears twice in the joint matrix
+    return Moments.unchecked(np.zeros(p), np.zeros(k), np.zeros((p, p)), sigma_b, g[nb:, nb:],
+                             sigma_yz, between=like.between_mask)

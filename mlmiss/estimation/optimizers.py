@@ -26,6 +26,7 @@ import numpy as np
 
 from ..likelihood.information import hessian_from_gradient
 from ..threads import one_blas_thread
+from .boundary import ACTIVE, fit_on_boundary
 
 OPTIMIZERS = ("auto", "trust-exact", "L-BFGS-B")
 GRADIENT_TOLERANCE = 1e-6
@@ -44,6 +45,7 @@ class Estimate:
     optimizer: str
     seconds: float
     max_gradient: float
+    on_boundary: bool = False   # a maximum on the edge of the region (:mod:`.boundary`)
 
 
 def optimize(problem, theta0, optimizer: str = "auto", maxiter: int = 1000,
@@ -100,10 +102,33 @@ def optimize(problem, theta0, optimizer: str = "auto", maxiter: int = 1000,
                                        "ftol": 1e-16, "maxcor": 50})
     max_grad = _max_abs(result.jac)
     message = clock.message() or str(result.message)
-    return Estimate(theta=scales * np.asarray(result.x, dtype=float), loglik=-result.fun * problem.data.n_obs,
-                    converged=max_grad <= GRADIENT_TOLERANCE, iterations=int(result.nit),
+    theta, fun, iterations = scales * np.asarray(result.x, dtype=float), float(result.fun), int(result.nit)
+    on_boundary = False
+    if (max_grad > GRADIENT_TOLERANCE and not clock.expired and problem.between_psd
+            and fun < 1e20 and iterations < maxiter):
+        # a stall at the edge of the admissible region: maximize on it
+        deadline = None if max_seconds is None else began + max_seconds
+        edge = fit_on_boundary(problem, theta, maxiter=maxiter - iterations, deadline=deadline)
+        if edge[1] <= fun + 1e-12 * abs(fun) or edge[2] <= GRADIENT_TOLERANCE:
+            theta, fun, kkt, more, why = edge
+            iterations += more
+            used += " + SLSQP on the boundary"
+            on_boundary = bool(kkt <= GRADIENT_TOLERANCE and not _inside_region(problem, theta))
+            max_grad = kkt
+            clock.expired = deadline is not None and time.perf_counter() > deadline
+            message = clock.message() or (f"boundary solution: {why}" if on_boundary else why)
+    return Estimate(theta=theta, loglik=-fun * n, converged=max_grad <= GRADIENT_TOLERANCE,
+                    iterations=iterations,
                     message=f"{message} (largest |gradient| of -logl/N: {max_grad:.1e})",
-                    optimizer=used, seconds=time.perf_counter() - began, max_gradient=max_grad)
+                    optimizer=used, seconds=time.perf_counter() - began, max_gradient=max_grad,
+                    on_boundary=on_boundary)
+
+
+def _inside_region(problem, theta) -> bool:
+    """Whether Sigma_b is comfortably positive definite at theta (not on the edge)."""
+    from ..data.levels import between_cov
+    values = np.linalg.eigvalsh(between_cov(problem.moments(theta)))
+    return values.size == 0 or values[0] > ACTIVE * abs(values[-1])
 
 
 class _Clock:
@@ -113,14 +138,30 @@ class _Clock:
         self.max_seconds = max_seconds
         self.deadline = None if max_seconds is None else began + max_seconds
         self.expired = False
+        self.stalled = False
+        self.values = []
 
     def check(self, intermediate_result=None):
         if self.deadline is not None and time.perf_counter() > self.deadline:
             self.expired = True
             raise StopIteration
+        if intermediate_result is not None:
+            # a trust region whose proposals all leave the admissible region: the radius
+            # shrinks and nothing moves
+            self.values.append(float(intermediate_result.fun))
+            if (len(self.values) > STALL and self.values[-STALL - 1] - self.values[-1]
+                    <= 1e-15 * abs(self.values[-1])):
+                self.stalled = True
+                raise StopIteration
 
     def message(self) -> str:
+        if self.stalled:
+            return f"stalled: no progress in {STALL} iterations"
         return f"stopped at the time limit of {self.max_seconds:g} s" if self.expired else ""
+
+
+#: iterations without progress after which a trust region is stopped
+STALL = 30
 
 
 def _max_abs(x) -> float:

@@ -14,6 +14,7 @@ import numpy as np
 from ..likelihood import loglik, loglik_and_gradient
 from ..model.ram import TwoLevelModel, flatten_gradient
 from ..model.start import start_values
+from .boundary import between_is_psd
 from .scaling import parameter_scales
 
 
@@ -30,14 +31,29 @@ class Objective:
         (:mod:`.scaling`). All ones unless a subclass knows better."""
         return np.ones(self.npar)
 
+    #: the admissible-region policy (:mod:`.boundary`): Sigma_b positive semidefinite
+    between_psd: bool = True
+
+    def admissible(self, moments) -> bool:
+        """Whether moments where the likelihood is defined are also inside the policy's
+        region (always, with ``between_psd`` False)."""
+        return not self.between_psd or between_is_psd(moments)
+
     def loglik(self, theta) -> float:
         """The log-likelihood (-inf where the moments are not admissible)."""
-        return loglik(self.data, self.moments(theta))
+        moments = self.moments(theta)
+        if not self.admissible(moments):
+            return -np.inf
+        return loglik(self.data, moments)
 
-    def loglik_and_gradient(self, theta):
+    def loglik_and_gradient(self, theta, guard: bool = True):
         """(log-likelihood, its gradient in theta); the gradient is None where the
-        log-likelihood is -inf."""
-        value, g = loglik_and_gradient(self.data, self.moments(theta))
+        log-likelihood is -inf. ``guard=False`` drops the policy: the likelihood
+        wherever it is defined."""
+        moments = self.moments(theta)
+        if guard and not self.admissible(moments):
+            return -np.inf, None
+        value, g = loglik_and_gradient(self.data, moments)
         if g is None:
             return value, None
         return value, self.gradient_of_moments(theta, g)

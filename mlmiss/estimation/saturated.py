@@ -81,6 +81,8 @@ class SaturatedProblem(Objective):
     and between-only variables. Every theta gives positive definite matrices, so L-BFGS
     needs no guard against inadmissible steps."""
 
+    between_psd = False   # positive semidefinite by construction: no check needed
+
     def __init__(self, data, between_mask):
         self.data = data
         self.between_mask = np.asarray(between_mask, dtype=bool)

@@ -31,10 +31,12 @@ class FitChecks:
         return not self.problems
 
 
-def post_fit_checks(problem, theta, information, names) -> FitChecks:
+def post_fit_checks(problem, theta, information, names, tangent=None) -> FitChecks:
     """The information at the estimates (``-d2 logl``, from
-    :func:`mlmiss.inference.vcov.observed_information`) and the model's matrices."""
-    _, small, top, problems = diagnose_information(information, names, problem.scales)
+    :func:`mlmiss.inference.vcov.observed_information`) and the model's matrices; at a
+    boundary solution the information along the edge (``tangent``, see
+    :func:`mlmiss.inference.vcov.diagnose_information`)."""
+    _, small, top, problems = diagnose_information(information, names, problem.scales, tangent)
     return FitChecks(small, top, problems, heywood_cases(problem, theta))
 
 

@@ -32,7 +32,9 @@ def observed_information(problem, theta) -> np.ndarray:
     scales = np.asarray(problem.scales, dtype=float)
 
     def scaled_gradient(u):
-        g = problem.gradient(scales * u)
+        # the likelihood wherever it is defined: smooth across the edge of the admissible
+        # region, where a boundary solution's curvature is wanted
+        g = problem.loglik_and_gradient(scales * u, guard=False)[1]
         return None if g is None else g * scales
 
     with one_blas_thread():
@@ -40,17 +42,22 @@ def observed_information(problem, theta) -> np.ndarray:
     return scaled / np.outer(scales, scales)
 
 
-def diagnose_information(information, names, scales=None):
+def diagnose_information(information, names, scales=None, tangent=None):
     """Why an information matrix cannot be trusted, if it cannot: (finite columns mask,
     smallest and largest eigenvalue over them, sentences). Singular means a model that
     may not be identified (the sentence names the parameters along the null direction);
     not positive definite means the point is not a maximum. With ``scales`` (the
     parameters' typical magnitudes) it is judged in the scaled parameters, where a
-    variance of 1e16 and a loading of 1 weigh alike."""
+    variance of 1e16 and a loading of 1 weigh alike. At a boundary solution ``tangent``
+    (a basis Z of the scaled directions along the edge,
+    :func:`mlmiss.estimation.boundary.tangent_basis`) restricts the judgement to Z' I Z:
+    a maximum on an edge need only curve down along it."""
     if scales is not None:
         information = information * np.outer(scales, scales)
     problems = []
     finite = np.all(np.isfinite(information), axis=0)
+    if tangent is not None and finite.all():
+        return finite, *_diagnose_on_edge(information, names, tangent)
     if not finite.all():
         bad = [names[i] for i in np.flatnonzero(~finite)]
         problems.append(f"the second derivatives of {', '.join(bad)} could not be computed: "
@@ -73,11 +80,32 @@ def diagnose_information(information, names, scales=None):
     return finite, small, top, problems
 
 
-def observed_vcov(problem, theta, names=None, information=None) -> np.ndarray:
+def _diagnose_on_edge(information, names, tangent):
+    """diagnose_information's eigenvalue test on Z' I Z; the parameters involved are
+    read off Z times the eigenvector."""
+    values, vectors = np.linalg.eigh(tangent.T @ information @ tangent)
+    problems = []
+    if values.size == 0:
+        return float("nan"), float("nan"), problems
+    small, top = float(values[0]), float(values[-1])
+    if small <= SINGULAR_TOLERANCE * abs(top):
+        weight = np.abs(tangent @ vectors[:, 0])
+        involved = [names[i] for i in np.argsort(-weight)[:4] if weight[i] > 0.2]
+        what = ("not positive definite along the boundary: the estimates are not at a maximum"
+                if small < -SINGULAR_TOLERANCE * abs(top)
+                else "singular along the boundary: the model may not be identified")
+        problems.append(f"the information matrix is {what} (smallest eigenvalue {small:.3g}, "
+                        f"largest {top:.3g}; parameters involved: {', '.join(involved) or 'many'})")
+    return small, top, problems
+
+
+def observed_vcov(problem, theta, names=None, information=None, tangent=None) -> np.ndarray:
     """The inverse of the observed information (computed here unless given), with
     warnings where it is not to be trusted (:func:`diagnose_information`): NaN standard
     errors where a second derivative could not be computed. ``names`` (one per
-    parameter) make the warnings specific."""
+    parameter) make the warnings specific. At a boundary solution (``tangent``, see
+    :func:`diagnose_information`) the covariance is Z (Z' I Z)^-1 Z', as for active
+    constraints."""
     names = list(names) if names is not None else [f"theta[{i}]" for i in range(len(theta))]
     scales = np.asarray(problem.scales, dtype=float)
     with one_blas_thread():
@@ -85,10 +113,17 @@ def observed_vcov(problem, theta, names=None, information=None) -> np.ndarray:
         info = info * np.outer(scales, scales)   # inverted in the scaled parameters
         npar = info.shape[0]
         vcov = np.full((npar, npar), np.nan)
-        ok, _, _, problems = diagnose_information(info, names)
+        ok, _, _, problems = diagnose_information(info, names, tangent=tangent)
         for sentence in problems:
             warnings.warn(f"user model: {sentence}; standard errors are not trustworthy "
                           "(NaN where not computed)", InformationWarning, stacklevel=3)
-        if ok.any():
+        if tangent is not None and ok.all():
+            projected = np.linalg.pinv(tangent.T @ info @ tangent, hermitian=True)
+            vcov = tangent @ projected @ tangent.T
+            # parameters the edge pins (a variance held at zero): exactly no variance
+            pinned = np.diag(vcov) <= 1e-10 * np.max(np.diag(vcov))
+            vcov[pinned, :] = 0.0
+            vcov[:, pinned] = 0.0
+        elif ok.any():
             vcov[np.ix_(ok, ok)] = np.linalg.pinv(info[np.ix_(ok, ok)], hermitian=True)
     return vcov * np.outer(scales, scales)

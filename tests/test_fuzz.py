@@ -26,6 +26,26 @@ TEMPLATES = {
 }
 
 
+UNITS = {"same": [1.0], "mixed": [1e-3, 1.0, 1e4], "huge": [1e6, 1e8], "tiny": [1e-6]}
+
+
+def in_units(table, theta, unit):
+    """theta for data whose variables are multiplied by ``unit`` (a latent variable
+    takes its first indicator's unit, that loading being fixed at 1)."""
+    unit = dict(unit)
+    for row in table.itertuples(index=False):
+        if row.op == "=~" and row.free == 0:
+            unit.setdefault(row.lhs, unit[row.rhs])
+    out = theta.copy()
+    for row in table.itertuples(index=False):
+        if row.free == 0:
+            continue
+        a, b = unit[row.lhs], unit.get(row.rhs, 1.0)
+        factor = {"=~": b / a, "~": a / b, "~~": a * b, "~1": a}[row.op]
+        out[row.free - 1] = theta[row.free - 1] * factor
+    return out
+
+
 def true_theta(table, rng):
     theta = np.zeros(int(table["free"].max()))
     for row in table.itertuples(index=False):
@@ -78,6 +98,7 @@ def studies(draw):
         miss_z=draw(st.sampled_from([0.0, 0.2])),
         between_scale=draw(st.sampled_from([1.0, 0.1, 1e-3])),
         degenerate=draw(st.sampled_from([None, "constant", "no within"])),
+        units=draw(st.sampled_from(["same", "mixed", "huge", "tiny"])),
         seed=draw(st.integers(0, 2**31 - 1)),
     )
 
@@ -106,6 +127,10 @@ def test_fits_are_honest(study):
     for column in partable.z_names:
         gone = rng.random(study["n_clusters"]) < study["miss_z"]
         df.loc[df["cluster"].isin(np.flatnonzero(gone)), column] = np.nan
+    unit = {v: rng.choice(UNITS[study["units"]]) for v in partable.y_names + partable.z_names}
+    for v, c in unit.items():
+        df[v] *= c
+    theta = in_units(table, theta, unit)
     target = partable.y_names[0]
     if study["degenerate"] == "constant":
         df[target] = 3.0

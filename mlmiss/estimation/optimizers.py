@@ -146,11 +146,12 @@ class _Clock:
             self.expired = True
             raise StopIteration
         if intermediate_result is not None:
-            # a trust region whose proposals all leave the admissible region: the radius
-            # shrinks and nothing moves
+            # a trust region whose proposals all leave the admissible region (the radius
+            # shrinks and nothing moves), or that creeps along a degenerate ridge (a
+            # factor variance at 0 from a start loading of 1000: 1e-12 per iteration)
             self.values.append(float(intermediate_result.fun))
             if (len(self.values) > STALL and self.values[-STALL - 1] - self.values[-1]
-                    <= 1e-15 * abs(self.values[-1])):
+                    <= STALL_PROGRESS * abs(self.values[-1])):
                 self.stalled = True
                 raise StopIteration
 
@@ -160,8 +161,10 @@ class _Clock:
         return f"stopped at the time limit of {self.max_seconds:g} s" if self.expired else ""
 
 
-#: iterations without progress after which a trust region is stopped
+#: a trust region is stopped when STALL iterations improved -logl/N by less than
+#: STALL_PROGRESS relative (a converging trust region gains far more per iteration)
 STALL = 30
+STALL_PROGRESS = 1e-10
 
 
 def _max_abs(x) -> float:

@@ -1,6 +1,7 @@
 """The ``mlmiss`` command.
 
     mlmiss [--debug] fit MODEL_FILE DATA.csv --cluster NAME [--fixed-x] [--optimizer NAME]
+                         [--indefinite-between] [--max-seconds S]
         fit a two-level model by FIML and print a lavaan-style summary; exit status 1 for
         an error (one line; the traceback with --debug), 3 for a fit that did not converge
     mlmiss table1 [--seed N] [--csv PATH] [--repeat-scale X]
@@ -53,6 +54,12 @@ def _parser() -> argparse.ArgumentParser:
                           "default: random, as fixed.x = FALSE")
     fit.add_argument("--optimizer", default="auto", choices=list(OPTIMIZERS),
                      help="default auto (Krylov trust region, full trust region as fallback)")
+    fit.add_argument("--indefinite-between", action="store_true",
+                     help="allow an indefinite model between covariance matrix wherever the "
+                          "likelihood is defined (default: it must be positive semidefinite; "
+                          "a maximum on that edge is reported as a boundary solution)")
+    fit.add_argument("--max-seconds", type=float, default=300.0, metavar="S",
+                     help="the optimizer's time limit (default 300)")
     fit.add_argument("--no-fit-measures", action="store_true",
                      help="skip the unrestricted and baseline fits (no test, no fit measures)")
 
@@ -89,7 +96,8 @@ def _run_fit(args) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         fit = sem(model, df, cluster=args.cluster, fixed_x=args.fixed_x,
-                  optimizer=args.optimizer)
+                  optimizer=args.optimizer, between_psd=not args.indefinite_between,
+                  max_seconds=args.max_seconds)
         text = summary_text(fit, cluster=args.cluster, measures=not args.no_fit_measures)
     print(text, end="")
     for w in caught:

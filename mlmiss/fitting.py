@@ -15,7 +15,8 @@ from .results import Fit
 
 def sem(model: str, data, cluster: str | None = None, fixed_x: bool = False, start=None,
         optimizer: str = "auto", maxiter: int = 1000, gtol: float = 1e-9,
-        max_seconds: float | None = 300.0, between_psd: bool = True) -> Fit:
+        max_seconds: float | None = 300.0, between_psd: bool = True,
+        verbose: bool | None = None) -> Fit:
     """Fit a two-level SEM by full-information maximum likelihood.
 
     Parameters
@@ -34,6 +35,8 @@ def sem(model: str, data, cluster: str | None = None, fixed_x: bool = False, sta
     maxiter, gtol : the optimizer's iteration limit and gradient tolerance (on the
         scaled objective -logl / N).
     max_seconds : the optimizer's time limit (None: none).
+    verbose : a progress line on stderr for fits still running after two seconds;
+        None (default) when stderr is a terminal, True always, False never.
     between_psd : the admissible region (:mod:`mlmiss.estimation.boundary`): True
         (default) keeps the model's between covariance matrix positive semidefinite, and
         a maximum on that edge is reported as a boundary solution; False allows any
@@ -57,9 +60,11 @@ def sem(model: str, data, cluster: str | None = None, fixed_x: bool = False, sta
             raise ValueError(f"start has shape {theta0.shape}; the model has {problem.npar} "
                              "free parameters")
     theta0 = admissible_start(problem, theta0, user_start=start is not None)
-    estimate = optimize(problem, theta0, optimizer, maxiter, gtol, max_seconds)
+    estimate = optimize(problem, theta0, optimizer, maxiter, gtol, max_seconds, verbose,
+                        "user model")
     if not estimate.converged and start is None and problem.has_start_values:
-        retry = optimize(problem, problem.start(user=False), optimizer, maxiter, gtol, max_seconds)
+        retry = optimize(problem, problem.start(user=False), optimizer, maxiter, gtol, max_seconds,
+                         verbose, "user model (default start)")
         if retry.converged or retry.loglik > estimate.loglik:
             warnings.warn("user model: from the start() values of the syntax the optimizer did "
                           f"not converge (logl {estimate.loglik:.4f}); the default start values "

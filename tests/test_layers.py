@@ -16,7 +16,7 @@ PACKAGE = Path(mlmiss.__file__).parent
 #: layer of each top-level module or subpackage; a module may import its own layer's
 #: modules (without a cycle) and lower layers, never higher ones
 LAYERS = {
-    "version": 0, "errors": 0, "threads": 0, "linalg": 0,
+    "version": 0, "errors": 0, "threads": 0, "progress": 0, "linalg": 0,
     "data": 1,
     "likelihood": 2, "paper": 2,
     "model": 3, "methods": 3, "datasets": 3,

@@ -48,5 +48,5 @@ def fit_baseline(problem) -> ReferenceFit:
     """The baseline model fitted to ``problem``'s data with the default optimizer; the
     covariates' marginal log-likelihood is taken out as for the model."""
     baseline = build_problem(baseline_syntax(problem.partable), problem.data, checks=False)
-    estimate = optimize(baseline, baseline.start())
+    estimate = optimize(baseline, baseline.start(), label="baseline model")
     return ReferenceFit(baseline, estimate, problem.covariate_loglik)

@@ -101,9 +101,11 @@ def kkt_residual(constraints, u, gradient) -> float:
     return float(np.max(np.abs(remainder)))
 
 
-def fit_on_boundary(problem, theta0, maxiter: int = 500, deadline: float | None = None):
+def fit_on_boundary(problem, theta0, maxiter: int = 500, deadline: float | None = None,
+                    on_iteration=None):
     """Maximize the log-likelihood with Sigma_b constrained positive semidefinite, from
     theta0 (an admissible point near the edge, e.g. where a trust region stalled).
+    ``on_iteration()`` is called after each iteration (a progress line).
 
     Returns (theta, f, kkt, iterations, message): f = -logl/N at theta, kkt the
     remainder of :func:`kkt_residual` in the scaled parameters."""
@@ -121,6 +123,8 @@ def fit_on_boundary(problem, theta0, maxiter: int = 500, deadline: float | None 
         return -value / n, -g * scales / n
 
     def stop_at_deadline(u):
+        if on_iteration is not None:
+            on_iteration()
         if deadline is not None and time.perf_counter() > deadline:
             raise StopIteration
 

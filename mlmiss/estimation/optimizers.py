@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..likelihood.information import hessian_from_gradient
+from ..progress import progress_bar
 from ..threads import one_blas_thread
 from .boundary import ACTIVE, fit_on_boundary
 
@@ -49,9 +50,12 @@ class Estimate:
 
 
 def optimize(problem, theta0, optimizer: str = "auto", maxiter: int = 1000,
-             gtol: float = 1e-9, max_seconds: float | None = None) -> Estimate:
+             gtol: float = 1e-9, max_seconds: float | None = None,
+             verbose: bool | None = None, label: str = "fit") -> Estimate:
     """Maximize the problem's log-likelihood from theta0 (scipy minimizes -logl / N).
-    ``max_seconds`` caps the time as ``maxiter`` caps the iterations."""
+    ``max_seconds`` caps the time as ``maxiter`` caps the iterations. A fit still
+    running after two seconds shows a progress line (:mod:`mlmiss.progress`; ``verbose``
+    None: when stderr is a terminal) named ``label``."""
     from scipy.optimize import minimize  # imported here: slow, and not needed for loglik
 
     if optimizer not in OPTIMIZERS:
@@ -82,7 +86,7 @@ def optimize(problem, theta0, optimizer: str = "auto", maxiter: int = 1000,
 
     u0 = np.asarray(theta0, dtype=float) / scales
     began = time.perf_counter()
-    clock = _Clock(began, max_seconds)
+    clock = _Clock(began, max_seconds, progress_bar(label, verbose))
     used = optimizer
     with one_blas_thread():
         result = None
@@ -108,7 +112,8 @@ def optimize(problem, theta0, optimizer: str = "auto", maxiter: int = 1000,
             and fun < 1e20 and iterations < maxiter):
         # a stall at the edge of the admissible region: maximize on it
         deadline = None if max_seconds is None else began + max_seconds
-        edge = fit_on_boundary(problem, theta, maxiter=maxiter - iterations, deadline=deadline)
+        edge = fit_on_boundary(problem, theta, maxiter=maxiter - iterations, deadline=deadline,
+                               on_iteration=lambda: clock.progress.update())
         if edge[1] <= fun + 1e-12 * abs(fun) or edge[2] <= GRADIENT_TOLERANCE:
             theta, fun, kkt, more, why = edge
             iterations += more
@@ -117,6 +122,7 @@ def optimize(problem, theta0, optimizer: str = "auto", maxiter: int = 1000,
             max_grad = kkt
             clock.expired = deadline is not None and time.perf_counter() > deadline
             message = clock.message() or (f"boundary solution: {why}" if on_boundary else why)
+    clock.progress.close()
     return Estimate(theta=theta, loglik=-fun * n, converged=max_grad <= GRADIENT_TOLERANCE,
                     iterations=iterations,
                     message=f"{message} (largest |gradient| of -logl/N: {max_grad:.1e})",
@@ -134,18 +140,25 @@ def _inside_region(problem, theta) -> bool:
 class _Clock:
     """A time limit for scipy's optimizers: their callback raises StopIteration past it."""
 
-    def __init__(self, began: float, max_seconds: float | None):
+    def __init__(self, began: float, max_seconds: float | None, progress):
         self.max_seconds = max_seconds
         self.deadline = None if max_seconds is None else began + max_seconds
         self.expired = False
         self.stalled = False
         self.values = []
+        self.progress = progress
+
+    def tick(self, fun: float):
+        """One iteration done (for the progress line)."""
+        self.progress.update()
+        self.progress.set_postfix_str(f"-logl/N {fun:.8g}", refresh=False)
 
     def check(self, intermediate_result=None):
         if self.deadline is not None and time.perf_counter() > self.deadline:
             self.expired = True
             raise StopIteration
         if intermediate_result is not None:
+            self.tick(float(intermediate_result.fun))
             # a trust region whose proposals all leave the admissible region (the radius
             # shrinks and nothing moves), or that creeps along a degenerate ridge (a
             # factor variance at 0 from a start loading of 1000: 1e-12 per iteration)
@@ -196,6 +209,7 @@ def _trust_krylov(f_and_grad, grad, theta0, maxiter, gtol, clock):
 
     def stop_when_small(intermediate_result):
         clock.check()
+        clock.tick(float(intermediate_result.fun))
         grad_max = largest.get(intermediate_result.x.tobytes(), np.inf)
         values.append(intermediate_result.fun)
         if grad_max <= max(gtol, KRYLOV_STOP):

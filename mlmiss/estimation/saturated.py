@@ -65,13 +65,15 @@ def fit_saturated(problem) -> ReferenceFit:
     data = problem.data
     between = problem.model.between_mask
     direct = SaturatedProblem(data, between)
-    estimate = optimize(direct, direct.start(), "L-BFGS-B", maxiter=5000, gtol=1e-10)
+    estimate = optimize(direct, direct.start(), "L-BFGS-B", maxiter=5000, gtol=1e-10,
+                        label="h1 model")
     if estimate.converged:
         return ReferenceFit(direct, estimate, problem.covariate_loglik)
     both = [n for n, b in zip(data.y_names, between) if b]
     partable = parameter_table(saturated_syntax(list(data.y_names), both + list(data.z_names)))
     fallback = Problem(partable, data)
-    estimate = optimize(fallback, saturated_start(partable, data), "trust-exact")
+    estimate = optimize(fallback, saturated_start(partable, data), "trust-exact",
+                        label="h1 model")
     return ReferenceFit(fallback, estimate, problem.covariate_loglik)
 
 

@@ -233,3 +233,16 @@ def test_progress_line_on_request(demo, monkeypatch, capsys):
     assert "user model" in capsys.readouterr().err
     mlmiss.sem(MODEL, demo, cluster="cluster", verbose=False)
     assert "user model" not in capsys.readouterr().err
+
+
+def test_centred_variable_used_at_level_2_is_warned(demo):
+    df = demo.copy()
+    df["y2"] = df["y2"] - df.groupby("cluster")["y2"].transform("mean")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = mlmiss.sem(MODEL, df, cluster="cluster", max_seconds=60)
+    data_warnings = [str(w.message) for w in caught if issubclass(w.category, mlmiss.DataWarning)]
+    assert any(m.startswith("y2 have the same mean in every cluster") for m in data_warnings)
+    # and the fit ends where that leads: y2's between variance at zero, or says it did not
+    y2 = fit.implied()["between"]["cov"].loc["y2", "y2"]
+    assert not fit.converged or abs(y2) < 1e-6

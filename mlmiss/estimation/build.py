@@ -40,7 +40,7 @@ def build_problem(model, data, cluster=None, fixed_x: bool = False, checks: bool
         data = TwoLevelData.from_frame(data, cluster, y=list(partable.y_names),
                                        z=list(partable.z_names))
     if checks:
-        check_data(data, exogenous[1])
+        check_data(data, exogenous[1], partable.both_names)
     marginal = 0.0
     if fixed_x:
         partable.table, marginal = fill_covariate_rows(partable.table, data, covariates[1],

@@ -44,10 +44,11 @@ def check_cluster_count(n_clusters: int, some_id, cluster: str) -> None:
                         "two-level model needs several")
 
 
-def check_data(data, covariates=None) -> None:
+def check_data(data, covariates=None, both=None) -> None:
     """Errors for data no two-level model can be fitted to; warnings for the suspicious.
     ``covariates``: the model's level-1 exogenous covariates (lavaan warns when one does
-    not vary within some clusters)."""
+    not vary within some clusters); ``both``: the level-1 variables the model also uses
+    at level 2 (warned when they have no between part)."""
     check_cluster_count(data.n_clusters, data.cluster_ids[0], data.cluster_name)
     if np.all(data.cluster_sizes <= 1):
         raise DataError("every cluster contains only one observation: the within and between "
@@ -56,6 +57,8 @@ def check_data(data, covariates=None) -> None:
     _check_variances(data)
     if covariates:
         _check_covariates_vary_within(data, covariates)
+    if both:
+        _check_between_parts(data, both)
     if data.n_dropped_rows:
         warnings.warn(
             f"{data.n_dropped_rows} row(s) have every level-1 value missing and were dropped "
@@ -90,6 +93,29 @@ def _check_variances(data) -> None:
                       "on internally rescaled parameters and reports on the original scale, "
                       "but rescaled variables (e.g. divided by a power of 10) give estimates "
                       "that are easier to read", DataWarning, stacklevel=5)
+
+
+def _check_between_parts(data, both) -> None:
+    """A level-1 variable with the same mean in every cluster (centred on its cluster
+    means) has no between part, yet the model gives it one."""
+    flat = []
+    for k, name in enumerate(data.y_names):
+        if name not in set(both):
+            continue
+        values = data.y[:, k]
+        ok = ~np.isnan(values)
+        sums = np.bincount(data.row_cluster[ok], values[ok], minlength=data.n_clusters)
+        counts = np.bincount(data.row_cluster[ok], minlength=data.n_clusters)
+        means = sums[counts > 0] / counts[counts > 0]
+        spread = np.sqrt(np.var(values[ok])) if ok.sum() > 1 else 0.0
+        if means.size > 1 and np.ptp(means) <= 1e-10 * max(spread, 1e-300):
+            flat.append(name)
+    if flat:
+        warnings.warn(f"{_show(flat)} have the same mean in every cluster (centred on the "
+                      "cluster means?): no between part, yet the model uses them at level 2, "
+                      "where their between variance will end at zero (a boundary solution); "
+                      "model them at level 1 only, or use the uncentred variables",
+                      DataWarning, stacklevel=4)
 
 
 def _spread_within(data, k):

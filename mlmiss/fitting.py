@@ -79,10 +79,27 @@ def sem(model: str, data, cluster: str | None = None, fixed_x: bool = False, sta
             warnings.warn(f"user model: not converged: {problem_found}", ConvergenceWarning,
                           stacklevel=2)
     if fit.estimate.on_boundary:
-        warnings.warn(f"user model: {_boundary_sentence(fit)}", ModelWarning, stacklevel=2)
+        beyond = _beyond_the_edge(problem, fit.theta, optimizer, maxiter, gtol, max_seconds)
+        warnings.warn(f"user model: {_boundary_sentence(fit)}{beyond}", ModelWarning,
+                      stacklevel=2)
     for case in fit.checks().heywood:
         warnings.warn(f"user model: Heywood case at {case}", ModelWarning, stacklevel=2)
     return fit
+
+
+def _beyond_the_edge(problem, theta, optimizer, maxiter, gtol, max_seconds) -> str:
+    """Where the likelihood alone would go from a boundary solution (between_psd=False,
+    as lavaan): a sentence for the warning, empty when that fit does not converge."""
+    problem.between_psd = False
+    try:
+        wide = optimize(problem, theta, optimizer, maxiter, gtol, max_seconds, False)
+    finally:
+        problem.between_psd = True
+    if not wide.converged:
+        return ""
+    return (f"; without that restriction (between_psd=False, as lavaan) the likelihood "
+            f"reaches logl {wide.loglik - problem.covariate_loglik:.4f} with an indefinite "
+            "between covariance matrix")
 
 
 def _boundary_sentence(fit) -> str:

@@ -246,3 +246,37 @@ def test_centred_variable_used_at_level_2_is_warned(demo):
     # and the fit ends where that leads: y2's between variance at zero, or says it did not
     y2 = fit.implied()["between"]["cov"].loc["y2", "y2"]
     assert not fit.converged or abs(y2) < 1e-6
+
+
+NEAR_ZERO_MODEL = "level: 1\n  y ~ x1 + x2\nlevel: 2\n  y ~ x1 + x2 + w\n"
+#: lavaan 0.6.14 on these data: not converged, at an indefinite between covariance
+LAVAAN_NEAR_ZERO = -3760.05437996973
+
+
+def test_near_zero_between_variance_of_an_endogenous_variable():
+    """The maximum over positive semidefinite between covariances has y's between residual
+    variance at zero; the likelihood alone goes on to lavaan's point (indefinite), which
+    between_psd=False reaches and converges at, and the warning of the default fit says
+    so."""
+    df = pd.read_csv(LAVAAN_DIR.parent / "hard" / "near_zero_between.csv")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = mlmiss.sem(NEAR_ZERO_MODEL, df, cluster="cluster", max_seconds=60)
+    with warnings.catch_warnings(record=True) as caught_wide:
+        warnings.simplefilter("always")
+        wide = mlmiss.sem(NEAR_ZERO_MODEL, df, cluster="cluster", max_seconds=60,
+                          between_psd=False)
+    assert fit.converged and fit.estimate.on_boundary
+    pe = fit.parameter_estimates()
+    residual = pe.query("level == 2 and op == '~~' and lhs == 'y' and rhs == 'y'").iloc[0]
+    assert abs(residual["est"]) < 1e-10 and residual["se"] == 0
+    assert fit.loglik <= fit.h1().loglik + 1e-6
+    assert fit.fit_measures()["chisq"] >= 0
+    assert wide.converged and wide.loglik >= LAVAAN_NEAR_ZERO - 1e-6
+    assert wide.loglik > fit.loglik
+    boundary = [str(w.message) for w in caught if "boundary solution" in str(w.message)]
+    assert boundary and f"reaches logl {wide.loglik:.4f}" in boundary[0]
+    # the variance the edge pins at 0 is no Heywood case; the wide fit's -0.018 is
+    assert not any("Heywood" in str(w.message) for w in caught)
+    assert any("Heywood case at level 2: negative variance(s) y" in str(w.message)
+               for w in caught_wide)

@@ -87,12 +87,18 @@ def sem(model: str, data, cluster: str | None = None, fixed_x: bool = False, sta
     return fit
 
 
+#: the time the hint of :func:`_beyond_the_edge` may take
+WIDE_SECONDS = 1.0
+
+
 def _beyond_the_edge(problem, theta, optimizer, maxiter, gtol, max_seconds) -> str:
     """Where the likelihood alone would go from a boundary solution (between_psd=False,
     as lavaan): a sentence for the warning, empty when that fit does not converge."""
     problem.between_psd = False
     try:
-        wide = optimize(problem, theta, optimizer, maxiter, gtol, max_seconds, False)
+        # only a hint: a short run (there the likelihood may climb without end)
+        wide = optimize(problem, theta, optimizer, min(maxiter, 100), gtol,
+                        min(max_seconds or WIDE_SECONDS, WIDE_SECONDS), False)
     finally:
         problem.between_psd = True
     if not wide.converged:

@@ -16,7 +16,8 @@ from .results import Fit
 def sem(model: str, data, cluster: str | None = None, fixed_x: bool = False, start=None,
         optimizer: str = "auto", maxiter: int = 1000, gtol: float = 1e-9,
         max_seconds: float | None = 300.0, between_psd: bool = True,
-        verbose: bool | None = None) -> Fit:
+        verbose: bool | None = None, em_iter_max: int = 10000, em_fx_tol: float = 1e-12,
+        em_dx_tol: float = 1e-6, em_accel: str | None = "squarem") -> Fit:
     """Fit a two-level SEM by full-information maximum likelihood.
 
     Parameters
@@ -31,7 +32,11 @@ def sem(model: str, data, cluster: str | None = None, fixed_x: bool = False, sta
     start : optional theta to start from (default: lavaan-style simple start values).
     optimizer : "auto" (default: scipy's Krylov trust region with Hessian-vector products
         from the analytic gradient, and the full-Hessian trust region when that does not
-        reach a stationary point), "trust-exact" or "L-BFGS-B".
+        reach a stationary point), "trust-exact", "L-BFGS-B" or "em" (the EM algorithm,
+        :mod:`mlmiss.estimation.em`).
+    em_iter_max, em_fx_tol, em_dx_tol, em_accel : with ``optimizer="em"``: the
+        iteration cap, the change of -logl/N and the largest (scaled) gradient element
+        to stop at, and the acceleration ("squarem" or None for plain EM).
     maxiter, gtol : the optimizer's iteration limit and gradient tolerance (on the
         scaled objective -logl / N).
     max_seconds : the optimizer's time limit (None: none).
@@ -60,11 +65,13 @@ def sem(model: str, data, cluster: str | None = None, fixed_x: bool = False, sta
             raise ValueError(f"start has shape {theta0.shape}; the model has {problem.npar} "
                              "free parameters")
     theta0 = admissible_start(problem, theta0, user_start=start is not None)
+    em = {"em_iter_max": em_iter_max, "em_fx_tol": em_fx_tol, "em_dx_tol": em_dx_tol,
+          "em_accel": em_accel}
     estimate = optimize(problem, theta0, optimizer, maxiter, gtol, max_seconds, verbose,
-                        "user model")
+                        "user model", em)
     if not estimate.converged and start is None and problem.has_start_values:
         retry = optimize(problem, problem.start(user=False), optimizer, maxiter, gtol, max_seconds,
-                         verbose, "user model (default start)")
+                         verbose, "user model (default start)", em)
         if retry.converged or retry.loglik > estimate.loglik:
             warnings.warn("user model: from the start() values of the syntax the optimizer did "
                           f"not converge (logl {estimate.loglik:.4f}); the default start values "

@@ -48,6 +48,8 @@ def _header(fit, cluster) -> list[str]:
                  f"   ({getattr(fit, 'message', '')})"]
     lines += ["", _line("Estimator", "ML"),
               _line("Optimization method", str(getattr(fit, "optimizer", "?")).upper()),
+              *([_line("Number of E-steps", fit.estimate.e_steps)]
+                if getattr(getattr(fit, "estimate", None), "e_steps", 0) else []),
               _line("Number of model parameters", fit.npar), ""]
     data = getattr(fit, "data", None)
     lines.append(_line("Number of observations", fit.nobs))

@@ -29,7 +29,7 @@ from ..progress import progress_bar
 from ..threads import one_blas_thread
 from .boundary import ACTIVE, fit_on_boundary
 
-OPTIMIZERS = ("auto", "trust-exact", "L-BFGS-B")
+OPTIMIZERS = ("auto", "trust-exact", "L-BFGS-B", "em")
 GRADIENT_TOLERANCE = 1e-6
 
 
@@ -47,19 +47,24 @@ class Estimate:
     seconds: float
     max_gradient: float
     on_boundary: bool = False   # a maximum on the edge of the region (:mod:`.boundary`)
+    e_steps: int = 0            # EM only: E-steps taken
 
 
 def optimize(problem, theta0, optimizer: str = "auto", maxiter: int = 1000,
              gtol: float = 1e-9, max_seconds: float | None = None,
-             verbose: bool | None = None, label: str = "fit") -> Estimate:
+             verbose: bool | None = None, label: str = "fit", em_options=None) -> Estimate:
     """Maximize the problem's log-likelihood from theta0 (scipy minimizes -logl / N).
     ``max_seconds`` caps the time as ``maxiter`` caps the iterations. A fit still
     running after two seconds shows a progress line (:mod:`mlmiss.progress`; ``verbose``
-    None: when stderr is a terminal) named ``label``."""
+    None: when stderr is a terminal) named ``label``. ``optimizer="em"`` runs the EM
+    algorithm (:mod:`.em`) with ``em_options`` (em_iter_max, em_fx_tol, em_dx_tol,
+    em_accel)."""
     from scipy.optimize import minimize  # imported here: slow, and not needed for loglik
 
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
+    if optimizer == "em":
+        return _em(problem, theta0, max_seconds, verbose, label, em_options or {})
     # the optimizer works on u = theta / scales (:mod:`.scaling`): gradients, trust
     # regions and the convergence test in the units of the data
     scales = np.asarray(problem.scales, dtype=float)
@@ -128,6 +133,18 @@ def optimize(problem, theta0, optimizer: str = "auto", maxiter: int = 1000,
                     message=f"{message} (largest |gradient| of -logl/N: {max_grad:.1e})",
                     optimizer=used, seconds=time.perf_counter() - began, max_gradient=max_grad,
                     on_boundary=on_boundary)
+
+
+def _em(problem, theta0, max_seconds, verbose, label, options) -> Estimate:
+    from .em.algorithm import fit_em
+
+    began = time.perf_counter()
+    theta, logl, converged, iterations, e_steps, message, max_grad = fit_em(
+        problem, theta0, max_seconds=max_seconds, verbose=verbose, label=label, **options)
+    return Estimate(theta=theta, loglik=logl, converged=converged, iterations=iterations,
+                    message=f"{message} (largest |gradient| of -logl/N: {max_grad:.1e})",
+                    optimizer="em", seconds=time.perf_counter() - began,
+                    max_gradient=max_grad, e_steps=e_steps)
 
 
 def _inside_region(problem, theta) -> bool:

@@ -1,0 +1,1 @@
+"""EM for two-level models with missing data at both levels (docs/em.md)."""

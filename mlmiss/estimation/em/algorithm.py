@@ -1,0 +1,152 @@
+"""The EM iteration, accelerated by SQUAREM (Varadhan and Roland, 2008, scheme S3).
+
+One EM step ``M(theta)`` is an E-step (:mod:`.estep`) at theta and an M-step: the
+maximum of Q(. | theta) (:mod:`.complete`), found by a trust region from theta with
+the analytic gradient of Q. SQUAREM takes two EM steps, extrapolates along them
+(``theta0 - 2 a r + a^2 v`` with r = theta1 - theta0, v = theta2 - 2 theta1 + theta0,
+a = -|r| / |v|, at most ``step_max`` long) and takes one more EM step from there; the
+extrapolation is kept only when the log-likelihood did not fall, and ``step_max``
+grows fourfold each time a full-length extrapolation is kept.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+
+from ...progress import progress_bar
+from ...threads import one_blas_thread
+from .complete import CompleteData
+from .estep import expected_statistics
+
+ACCELERATIONS = ("squarem", None)
+
+
+class EMSteps:
+    """M(theta) for one problem, counting E-steps; all in the scaled parameters
+    u = theta / scales."""
+
+    def __init__(self, problem):
+        self.problem = problem
+        self.complete = CompleteData(problem)
+        self.scales = np.asarray(problem.scales, dtype=float)
+        self.e_steps = 0
+
+    def __call__(self, u):
+        from scipy.optimize import minimize
+
+        theta = self.scales * u
+        try:
+            parts = self.complete.parts(theta)
+        except np.linalg.LinAlgError:
+            return None
+        stats = expected_statistics(self.problem.data, parts, self.complete)
+        self.e_steps += 1
+        n = float(self.problem.data.n_obs)
+        scales = self.scales
+
+        def f_and_grad(x):
+            q, g = self.complete.q_and_gradient(scales * x, stats)
+            if g is None:
+                return 1e20, np.zeros_like(x)
+            return -q / n, -g * scales / n
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            # BFGS: L-BFGS-B stopped after one step on demo_twolevel's Q (its first trial
+            # step left the admissible region)
+            result = minimize(f_and_grad, u, jac=True, method="BFGS",
+                              options={"maxiter": 500, "gtol": 1e-11})
+        return np.asarray(result.x, dtype=float)
+
+
+def fit_em(problem, theta0, em_iter_max: int = 10000, em_fx_tol: float = 1e-12,
+           em_dx_tol: float = 1e-6, em_accel: str | None = "squarem",
+           max_seconds: float | None = None, verbose: bool | None = None,
+           label: str = "fit"):
+    """Maximize the log-likelihood by EM from theta0 (admissible). Stops when the change
+    of -logl/N is below ``em_fx_tol`` and the largest element of its (scaled)
+    gradient below ``em_dx_tol``, at ``em_iter_max`` iterations (an EM step, or a
+    SQUAREM cycle of three), or at ``max_seconds``. Returns (theta, logl, converged,
+    iterations, e_steps, message, max_gradient)."""
+    if em_accel not in ACCELERATIONS:
+        raise ValueError(f"unknown em_accel {em_accel!r}; use 'squarem' or None")
+    step = EMSteps(problem)
+    scales = step.scales
+    n = float(problem.data.n_obs)
+
+    def objective(u):   # -logl/N and its largest scaled gradient element
+        value, g = problem.loglik_and_gradient(scales * u)
+        if g is None:
+            return np.inf, np.inf
+        return -value / n, float(np.max(np.abs(g * scales / n))) if g.size else 0.0
+
+    began = time.perf_counter()
+    bar = progress_bar(f"{label} (EM)", verbose)
+    u = np.asarray(theta0, dtype=float) / scales
+    f, grad_max = objective(u)
+    step_max, iterations, message, change = 1.0, 0, "", np.inf
+    with one_blas_thread():
+        while True:
+            if grad_max <= em_dx_tol and abs(change) <= em_fx_tol:
+                message = "converged"
+                break
+            if iterations >= em_iter_max:
+                message = f"stopped at em_iter_max = {em_iter_max}"
+                break
+            if max_seconds is not None and time.perf_counter() - began > max_seconds:
+                message = f"stopped at the time limit of {max_seconds:g} s"
+                break
+            u_next = _squarem_cycle(step, u, objective, f, step_max) if em_accel else None
+            if u_next is None:
+                u_next = step(u)
+                if u_next is None:
+                    message = "the M-step left the admissible region"
+                    break
+                extrapolated = False
+            else:
+                u_next, extrapolated, full = u_next
+                step_max = step_max * 4.0 if full else step_max
+            f_next, grad_next = objective(u_next)
+            if not np.isfinite(f_next):
+                message = "the EM step left the admissible region"
+                break
+            change = f - f_next
+            u, f, grad_max = u_next, f_next, grad_next
+            iterations += 1
+            bar.update()
+            bar.set_postfix_str(f"-logl/N {f:.10g}", refresh=False)
+    bar.close()
+    converged = bool(grad_max <= em_dx_tol)
+    return (scales * u, -f * n, converged, iterations, step.e_steps,
+            f"EM {message} after {step.e_steps} E-steps", grad_max)
+
+
+def _squarem_cycle(step, u0, objective, f0, step_max):
+    """One SQUAREM cycle from u0: (u, extrapolated, at full length) or None when the
+    EM steps themselves failed."""
+    u1 = step(u0)
+    if u1 is None:
+        return None
+    u2 = step(u1)
+    if u2 is None:
+        return None
+    r = u1 - u0
+    v = u2 - 2.0 * u1 + u0
+    vv = float(v @ v)
+    if vv == 0.0:
+        return u2, False, False
+    alpha = -np.sqrt(float(r @ r) / vv)
+    alpha = max(min(alpha, -1.0), -step_max)
+    if alpha == -1.0:   # plain EM; at full length when step_max is still 1
+        return u2, False, alpha == -step_max
+    trial = u0 - 2.0 * alpha * r + alpha * alpha * v
+    if np.isfinite(objective(trial)[0]):
+        stabilized = step(trial)
+        if stabilized is not None:
+            f_new = objective(stabilized)[0]
+            if f_new <= f0:
+                return stabilized, True, alpha == -step_max
+    return u2, False, False

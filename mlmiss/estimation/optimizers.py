@@ -27,7 +27,7 @@ import numpy as np
 from ..likelihood.information import hessian_from_gradient
 from ..progress import progress_bar
 from ..threads import one_blas_thread
-from .boundary import ACTIVE, fit_on_boundary
+from .boundary import INADMISSIBLE, fit_on_boundary, off_the_edge
 
 OPTIMIZERS = ("auto", "trust-exact", "L-BFGS-B", "em")
 GRADIENT_TOLERANCE = 1e-6
@@ -114,16 +114,17 @@ def optimize(problem, theta0, optimizer: str = "auto", maxiter: int = 1000,
     theta, fun, iterations = scales * np.asarray(result.x, dtype=float), float(result.fun), int(result.nit)
     on_boundary = False
     if (max_grad > GRADIENT_TOLERANCE and not clock.expired and problem.between_psd
-            and fun < 1e20 and iterations < maxiter):
+            and fun < INADMISSIBLE and iterations < maxiter):
         # a stall at the edge of the admissible region: maximize on it
         deadline = None if max_seconds is None else began + max_seconds
         edge = fit_on_boundary(problem, theta, maxiter=maxiter - iterations, deadline=deadline,
-                               on_iteration=lambda: clock.progress.update())
+                               on_iteration=clock.progress.update)
         if edge[1] <= fun + 1e-12 * abs(fun) or edge[2] <= GRADIENT_TOLERANCE:
             theta, fun, kkt, more, why = edge
             iterations += more
             used += " + SLSQP on the boundary"
-            on_boundary = bool(kkt <= GRADIENT_TOLERANCE and not _inside_region(problem, theta))
+            on_boundary = bool(kkt <= GRADIENT_TOLERANCE
+                               and not off_the_edge(problem.moments(theta)))
             max_grad = kkt
             clock.expired = deadline is not None and time.perf_counter() > deadline
             message = clock.message() or (f"boundary solution: {why}" if on_boundary else why)
@@ -145,13 +146,6 @@ def _em(problem, theta0, max_seconds, verbose, label, options) -> Estimate:
                     message=f"{message} (largest |gradient| of -logl/N: {max_grad:.1e})",
                     optimizer="em", seconds=time.perf_counter() - began,
                     max_gradient=max_grad, e_steps=e_steps)
-
-
-def _inside_region(problem, theta) -> bool:
-    """Whether Sigma_b is comfortably positive definite at theta (not on the edge)."""
-    from ..data.levels import between_cov
-    values = np.linalg.eigvalsh(between_cov(problem.moments(theta)))
-    return values.size == 0 or values[0] > ACTIVE * abs(values[-1])
 
 
 class _Clock:
@@ -219,7 +213,7 @@ def _trust_krylov(f_and_grad, grad, theta0, maxiter, gtol, clock):
         value, g = f_and_grad(theta)
         if len(largest) > 64:   # the accepted point is among the last few evaluated
             largest.clear()
-        largest[theta.tobytes()] = _max_abs(g) if value < 1e20 else np.inf
+        largest[theta.tobytes()] = _max_abs(g) if value < INADMISSIBLE else np.inf
         return value, g
 
     values = []

@@ -9,12 +9,14 @@ same interface.
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 
 from ..likelihood import loglik, loglik_and_gradient
 from ..model.ram import TwoLevelModel, flatten_gradient
 from ..model.start import start_values
-from .boundary import between_is_psd
+from .boundary import INADMISSIBLE, between_is_psd
 from .scaling import parameter_scales
 
 
@@ -62,13 +64,14 @@ class Objective:
         """The gradient of the log-likelihood in theta, or None where it is -inf."""
         return self.loglik_and_gradient(theta)[1]
 
-    def f_and_grad(self, theta):
+    def f_and_grad(self, theta, guard: bool = True):
         """What optimizers minimize: -logl / N (lavaan's scaling) and its gradient. An
-        inadmissible theta gives a large value, which sends a line search back."""
-        value, g = self.loglik_and_gradient(theta)
+        inadmissible theta gives a large value, which sends a line search back.
+        ``guard`` as for :meth:`loglik_and_gradient`."""
+        value, g = self.loglik_and_gradient(theta, guard)
         n = float(self.data.n_obs)
         if g is None:
-            return 1e20, np.zeros_like(np.asarray(theta, dtype=float))
+            return INADMISSIBLE, np.zeros_like(np.asarray(theta, dtype=float))
         return -value / n, -g / n
 
 
@@ -86,13 +89,10 @@ class Problem(Objective):
         # the moments are laid out like the data (same variables, perhaps another order)
         self.model = TwoLevelModel(partable.table, list(data.y_names), list(data.z_names))
         self.npar = self.model.npar
-        self._scales = None
 
-    @property
+    @cached_property
     def scales(self) -> np.ndarray:
-        if self._scales is None:
-            self._scales = parameter_scales(self.partable, self.data)
-        return self._scales
+        return parameter_scales(self.partable, self.data)
 
     def moments(self, theta):
         return self.model.moments(theta)

@@ -10,6 +10,8 @@ that frees every variance and covariance (:func:`saturated_syntax`).
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 
 from ..data.levels import from_levels, gradient_between_cov
@@ -120,7 +122,7 @@ class SaturatedProblem(Objective):
                                (2.0 * g.sigma_w @ lw)[self.tril_w],
                                (2.0 * g_joint @ lb)[self.tril_b]])
 
-    @property
+    @cached_property
     def scales(self) -> np.ndarray:
         """A mean and a row of a Cholesky factor are in the units of their variable
         (:mod:`.scaling`)."""

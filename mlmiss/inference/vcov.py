@@ -54,49 +54,36 @@ def diagnose_information(information, names, scales=None, tangent=None):
     a maximum on an edge need only curve down along it."""
     if scales is not None:
         information = information * np.outer(scales, scales)
-    problems = []
     finite = np.all(np.isfinite(information), axis=0)
     if tangent is not None and finite.all():
-        return finite, *_diagnose_on_edge(information, names, tangent)
+        return finite, *_eigen_test(information, tangent, names, " along the boundary")
+    problems = []
     if not finite.all():
         bad = [names[i] for i in np.flatnonzero(~finite)]
         problems.append(f"the second derivatives of {', '.join(bad)} could not be computed: "
                         "every small step away from the estimate leaves the admissible region "
                         "(a covariance matrix that is not positive definite)")
-    small = top = float("nan")
-    if finite.any():
-        values, vectors = np.linalg.eigh(information[np.ix_(finite, finite)])
-        small, top = float(values[0]), float(values[-1])
-        if small <= SINGULAR_TOLERANCE * abs(top):
-            kept = [n for n, f in zip(names, finite) if f]
-            weight = np.abs(vectors[:, 0])
-            involved = [kept[i] for i in np.argsort(-weight)[:4] if weight[i] > 0.2]
-            what = ("not positive definite: the estimates are not at a maximum"
-                    if small < -SINGULAR_TOLERANCE * abs(top)
-                    else "singular: the model may not be identified")
-            problems.append(f"the information matrix is {what} (smallest eigenvalue "
-                            f"{small:.3g}, largest {top:.3g}; parameters involved: "
-                            f"{', '.join(involved) or 'many'})")
-    return finite, small, top, problems
+    small, top, sentence = _eigen_test(information, np.eye(len(names))[:, finite], names, "")
+    return finite, small, top, problems + sentence
 
 
-def _diagnose_on_edge(information, names, tangent):
-    """diagnose_information's eigenvalue test on Z' I Z; the parameters involved are
-    read off Z times the eigenvector."""
-    values, vectors = np.linalg.eigh(tangent.T @ information @ tangent)
-    problems = []
-    if values.size == 0:
-        return float("nan"), float("nan"), problems
+def _eigen_test(information, basis, names, where):
+    """(smallest, largest eigenvalue of basis' I basis, [the sentence when that is
+    singular or not positive definite, naming the parameters along the smallest])."""
+    if basis.shape[1] == 0:
+        return float("nan"), float("nan"), []
+    # NaN rows and columns lie outside the basis: zeros keep them out of the product
+    values, vectors = np.linalg.eigh(basis.T @ np.nan_to_num(information) @ basis)
     small, top = float(values[0]), float(values[-1])
-    if small <= SINGULAR_TOLERANCE * abs(top):
-        weight = np.abs(tangent @ vectors[:, 0])
-        involved = [names[i] for i in np.argsort(-weight)[:4] if weight[i] > 0.2]
-        what = ("not positive definite along the boundary: the estimates are not at a maximum"
-                if small < -SINGULAR_TOLERANCE * abs(top)
-                else "singular along the boundary: the model may not be identified")
-        problems.append(f"the information matrix is {what} (smallest eigenvalue {small:.3g}, "
-                        f"largest {top:.3g}; parameters involved: {', '.join(involved) or 'many'})")
-    return small, top, problems
+    if small > SINGULAR_TOLERANCE * abs(top):
+        return small, top, []
+    weight = np.abs(basis @ vectors[:, 0])
+    involved = [names[i] for i in np.argsort(-weight)[:4] if weight[i] > 0.2]
+    what = (f"not positive definite{where}: the estimates are not at a maximum"
+            if small < -SINGULAR_TOLERANCE * abs(top)
+            else f"singular{where}: the model may not be identified")
+    return small, top, [f"the information matrix is {what} (smallest eigenvalue {small:.3g}, "
+                        f"largest {top:.3g}; parameters involved: {', '.join(involved) or 'many'})"]
 
 
 def observed_vcov(problem, theta, names=None, information=None, tangent=None) -> np.ndarray:

@@ -18,6 +18,7 @@ import numpy as np
 
 from ...progress import progress_bar
 from ...threads import one_blas_thread
+from ..boundary import INADMISSIBLE
 from .complete import CompleteData
 from .estep import expected_statistics
 
@@ -50,7 +51,7 @@ class EMSteps:
         def f_and_grad(x):
             q, g = self.complete.q_and_gradient(scales * x, stats)
             if g is None:
-                return 1e20, np.zeros_like(x)
+                return INADMISSIBLE, np.zeros_like(x)
             return -q / n, -g * scales / n
 
         with warnings.catch_warnings():
@@ -78,10 +79,10 @@ def fit_em(problem, theta0, em_iter_max: int = 10000, em_fx_tol: float = 1e-12,
     n = float(problem.data.n_obs)
 
     def objective(u):   # -logl/N and its largest scaled gradient element
-        value, g = problem.loglik_and_gradient(scales * u)
-        if g is None:
+        value, g = problem.f_and_grad(scales * u)
+        if value >= INADMISSIBLE:
             return np.inf, np.inf
-        return -value / n, float(np.max(np.abs(g * scales / n))) if g.size else 0.0
+        return value, float(np.max(np.abs(g * scales), initial=0.0))
 
     began = time.perf_counter()
     bar = progress_bar(f"{label} (EM)", verbose)

@@ -64,11 +64,10 @@ class Objective:
         """The gradient of the log-likelihood in theta, or None where it is -inf."""
         return self.loglik_and_gradient(theta)[1]
 
-    def f_and_grad(self, theta, guard: bool = True):
+    def f_and_grad(self, theta):
         """What optimizers minimize: -logl / N (lavaan's scaling) and its gradient. An
-        inadmissible theta gives a large value, which sends a line search back.
-        ``guard`` as for :meth:`loglik_and_gradient`."""
-        value, g = self.loglik_and_gradient(theta, guard)
+        inadmissible theta gives a large value, which sends a line search back."""
+        value, g = self.loglik_and_gradient(theta)
         n = float(self.data.n_obs)
         if g is None:
             return INADMISSIBLE, np.zeros_like(np.asarray(theta, dtype=float))

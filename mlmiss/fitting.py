@@ -17,7 +17,7 @@ def sem(model: str, data, cluster: str | None = None, fixed_x: bool = False, sta
         optimizer: str = "auto", maxiter: int = 1000, gtol: float = 1e-9,
         max_seconds: float | None = 300.0, between_psd: bool = True,
         verbose: bool | None = None, em_iter_max: int = 10000, em_fx_tol: float = 1e-12,
-        em_dx_tol: float = 1e-6, em_accel: str | None = "squarem") -> Fit:
+        em_dx_tol: float = 1e-7, em_accel: str | None = "squarem") -> Fit:
     """Fit a two-level SEM by full-information maximum likelihood.
 
     Parameters
@@ -57,8 +57,10 @@ def sem(model: str, data, cluster: str | None = None, fixed_x: bool = False, sta
         raise ValueError("sem() needs cluster= (the cluster-id column) for a DataFrame")
     problem = build_problem(model, data, cluster, fixed_x)
     problem.between_psd = bool(between_psd)
+    # EM's path is monotone: it starts from loadings with the signs the data give
+    loadings = "fabin3" if optimizer == "em" else "simple"
     if start is None:
-        theta0 = problem.start()
+        theta0 = problem.start(loadings=loadings)
     else:
         theta0 = np.asarray(start, dtype=float)
         if theta0.shape != (problem.npar,):
@@ -70,7 +72,8 @@ def sem(model: str, data, cluster: str | None = None, fixed_x: bool = False, sta
     estimate = optimize(problem, theta0, optimizer, maxiter, gtol, max_seconds, verbose,
                         "user model", em)
     if not estimate.converged and start is None and problem.has_start_values:
-        retry = optimize(problem, problem.start(user=False), optimizer, maxiter, gtol, max_seconds,
+        retry = optimize(problem, problem.start(user=False, loadings=loadings), optimizer,
+                         maxiter, gtol, max_seconds,
                          verbose, "user model (default start)", em)
         if retry.converged or retry.loglik > estimate.loglik:
             warnings.warn("user model: from the start() values of the syntax the optimizer did "

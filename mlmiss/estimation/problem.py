@@ -105,7 +105,8 @@ class Problem(Objective):
         table = self.partable.table
         return bool(((table["free"] > 0) & table["value"].notna()).any())
 
-    def start(self, user: bool = True) -> np.ndarray:
+    def start(self, user: bool = True, loadings: str = "simple") -> np.ndarray:
         """lavaan-style simple start values (:func:`mlmiss.model.start.start_values`);
-        ``user=False`` ignores the syntax's start() values."""
-        return start_values(self.partable, self.data, user, self.scales)
+        ``user=False`` ignores the syntax's start() values; ``loadings="fabin3"``
+        starts the loadings from the data (EM's start)."""
+        return start_values(self.partable, self.data, user, self.scales, loadings)

@@ -6,11 +6,21 @@ variance at their level, and intercepts at the observed means. The observed leve
 statistics are the pooled within-cluster moments of the available values; level 2
 uses the variances and means of the cluster means (between-only variables: of their
 cluster values). User ``start()`` values win.
+
+``loadings="fabin3"`` starts the free loadings of a factor measured by observed
+variables (marker first) at Hagglund's (1982) FABIN3 instrumental-variable estimates,
+as lavaan's default start does, but from the covariances of the factor's own level (the
+pooled within-cluster covariances at level 1, those of the cluster means at level 2;
+lavaan uses the total covariances at both), and no larger in magnitude than the simple
+start. EM uses them: its path is monotone, and from a between loading of 1 where the
+data say 0.1 it climbs a ridge that leads away from the maximum (``singular_between``).
+The trust region keeps the simple start, from which it was checked on every hard case.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 
 def level_statistics(data):
@@ -37,11 +47,89 @@ def level_statistics(data):
     return within, between, means, z_var, z_mean
 
 
-def start_values(partable, data, user: bool = True, scales=None) -> np.ndarray:
+def level_covariances(data):
+    """Pairwise-complete covariance matrices of the level-1 variables within clusters
+    (deviations from the cluster means) and of the level-2 values between them (cluster
+    means of the level-1 variables, then the between-only variables), as DataFrames
+    labelled by variable name."""
+    y = data.y
+    cluster = data.row_cluster
+    observed = ~np.isnan(y)
+    counts = np.zeros((data.n_clusters, data.n_y))
+    sums = np.zeros((data.n_clusters, data.n_y))
+    np.add.at(counts, cluster, observed)
+    np.add.at(sums, cluster, np.where(observed, y, 0.0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cluster_means = sums / counts
+    within = pd.DataFrame(y - cluster_means[cluster], columns=list(data.y_names)).cov()
+    level2 = np.column_stack([cluster_means, data.z]) if data.n_z else cluster_means
+    between = pd.DataFrame(level2, columns=list(data.y_names) + list(data.z_names)).cov()
+    return within, between
+
+
+def fabin3_loadings(cov: np.ndarray) -> np.ndarray:
+    """One-factor loadings, the first fixed at 1, by FABIN3 (Hagglund, 1982): loading i
+    is the 2SLS slope of indicator i on the marker with the other indicators as
+    instruments. NaN where not defined (two indicators, singular instruments, a
+    negative triad of three, missing covariances). Bounded as lavaan bounds them (a
+    marker reliability of at least 0.1)."""
+    n = cov.shape[0]
+    lam = np.full(n, np.nan)
+    lam[0] = 1.0
+    if n < 3 or not np.all(np.isfinite(cov)):
+        return lam
+    if n == 3 and cov[0, 1] * cov[0, 2] * cov[1, 2] < 0:
+        return lam   # no one-factor model has these signs
+    for i in range(1, n):
+        rest = [k for k in range(1, n) if k != i]
+        s_i = cov[i, rest]
+        s_1 = cov[rest, 0]
+        try:
+            w = np.linalg.solve(cov[np.ix_(rest, rest)], s_1)
+        except np.linalg.LinAlgError:
+            continue
+        denominator = s_1 @ w
+        if denominator != 0.0:
+            lam[i] = (s_i @ w) / denominator
+    if cov[0, 0] > 0:
+        bound = np.sqrt(np.maximum(np.diag(cov), 0.0) / (0.1 * cov[0, 0]))
+        lam = np.clip(lam, -bound, bound)
+    return lam
+
+
+def _fabin3_starts(table, data):
+    """{(factor, indicator, level): loading} for factors whose first loading is fixed
+    (a marker) and whose indicators are all observed variables of the data."""
+    within, between = level_covariances(data)
+    starts = {}
+    rows = table[table["op"] == "=~"]
+    for (factor, level), group in rows.groupby(["lhs", "level"], sort=False):
+        cov = within if level == 1 else between
+        names = list(group["rhs"])
+        first = group.iloc[0]
+        if first["free"] != 0 or not first["value"] or not all(v in cov.columns for v in names):
+            continue
+        lam = fabin3_loadings(cov.loc[names, names].to_numpy())
+        for name, value in zip(names[1:], lam[1:]):
+            if np.isfinite(value):
+                # no larger than the simple start: a marker with almost no variance at
+                # this level makes FABIN3's ratios huge (and the trust region lost
+                # between_small's boundary maximum from there)
+                starts[(factor, name, level)] = float(np.clip(value, -1.0, 1.0)) * first["value"]
+    return starts
+
+
+LOADINGS = ("simple", "fabin3")
+
+
+def start_values(partable, data, user: bool = True, scales=None,
+                 loadings: str = "simple") -> np.ndarray:
     """theta (npar) of starting values for the free rows of ``partable.table``;
     ``user=False`` ignores the syntax's start() values. ``scales`` (the parameters'
     typical magnitudes, :mod:`mlmiss.estimation.scaling`) put the latent variances'
-    0.05 in the units of their markers."""
+    0.05 in the units of their markers. ``loadings``: "simple" (1) or "fabin3"."""
+    if loadings not in LOADINGS:
+        raise ValueError(f"unknown start for loadings {loadings!r}; use one of {LOADINGS}")
     table = partable.table
     within, between, means, z_var, z_mean = level_statistics(data)
     y_index = {name: i for i, name in enumerate(data.y_names)}
@@ -62,6 +150,7 @@ def start_values(partable, data, user: bool = True, scales=None) -> np.ndarray:
             return means[y_index[name]]
         return None
 
+    loadings = _fabin3_starts(table, data) if loadings == "fabin3" else {}
     theta = np.zeros(partable.npar)
     seen = set()
     for row in table.itertuples(index=False):
@@ -71,7 +160,7 @@ def start_values(partable, data, user: bool = True, scales=None) -> np.ndarray:
         if user and np.isfinite(row.value):
             value = row.value
         elif row.op == "=~":
-            value = 1.0
+            value = loadings.get((row.lhs, row.rhs, row.level), 1.0)
         elif row.op == "~":
             value = 0.0
         elif row.op == "~1":

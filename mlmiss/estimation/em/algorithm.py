@@ -20,9 +20,14 @@ from ...progress import progress_bar
 from ...threads import one_blas_thread
 from ..boundary import INADMISSIBLE
 from .complete import CompleteData
-from .estep import expected_statistics
+from .estep import EStepError, expected_statistics
 
 ACCELERATIONS = ("squarem", None)
+
+#: EM is stopped as stalled when EM_STALL iterations improved -logl/N by less than
+#: EM_STALL_PROGRESS relative: round-off, not the slow progress EM is known for
+EM_STALL = 50
+EM_STALL_PROGRESS = 1e-14
 
 
 class EMSteps:
@@ -34,16 +39,19 @@ class EMSteps:
         self.complete = CompleteData(problem)
         self.scales = np.asarray(problem.scales, dtype=float)
         self.e_steps = 0
+        # Q's curvature (the complete-data information) changes little from one EM step
+        # to the next: each M-step starts BFGS from the previous one's inverse Hessian
+        self.hess_inv = None
 
-    def __call__(self, u):
+    def __call__(self, u, gtol=1e-10):
         from scipy.optimize import minimize
 
         theta = self.scales * u
         try:
-            parts = self.complete.parts(theta)
-        except np.linalg.LinAlgError:
+            stats = expected_statistics(self.problem.data, self.complete.parts(theta),
+                                        self.complete)
+        except (np.linalg.LinAlgError, EStepError):
             return None
-        stats = expected_statistics(self.problem.data, parts, self.complete)
         self.e_steps += 1
         n = float(self.problem.data.n_obs)
         scales = self.scales
@@ -58,13 +66,26 @@ class EMSteps:
             warnings.simplefilter("ignore")
             # BFGS: L-BFGS-B stopped after one step on demo_twolevel's Q (its first trial
             # step left the admissible region)
-            result = minimize(f_and_grad, u, jac=True, method="BFGS",
-                              options={"maxiter": 500, "gtol": 1e-11})
+            options = {"maxiter": 500, "gtol": gtol}
+            if self.hess_inv is not None:
+                options["hess_inv0"] = self.hess_inv
+            result = minimize(f_and_grad, u, jac=True, method="BFGS", options=options)
+        self.hess_inv = _positive_definite(result.hess_inv) if result.nit > 0 else None
         return np.asarray(result.x, dtype=float)
 
 
+def _positive_definite(matrix):
+    """The symmetric part of ``matrix`` if it is positive definite, else None."""
+    matrix = 0.5 * (matrix + matrix.T)
+    try:
+        np.linalg.cholesky(matrix)
+    except np.linalg.LinAlgError:
+        return None
+    return matrix if np.all(np.isfinite(matrix)) else None
+
+
 def fit_em(problem, theta0, em_iter_max: int = 10000, em_fx_tol: float = 1e-12,
-           em_dx_tol: float = 1e-6, em_accel: str | None = "squarem",
+           em_dx_tol: float = 1e-7, em_accel: str | None = "squarem",
            max_seconds: float | None = None, verbose: bool | None = None,
            label: str = "fit"):
     """Maximize the log-likelihood by EM from theta0 (admissible). Stops when the change
@@ -89,6 +110,7 @@ def fit_em(problem, theta0, em_iter_max: int = 10000, em_fx_tol: float = 1e-12,
     u = np.asarray(theta0, dtype=float) / scales
     f, grad_max = objective(u)
     step_max, iterations, message, change = 1.0, 0, "", np.inf
+    history = [f]
     with one_blas_thread():
         while True:
             if grad_max <= em_dx_tol and abs(change) <= em_fx_tol:
@@ -100,9 +122,17 @@ def fit_em(problem, theta0, em_iter_max: int = 10000, em_fx_tol: float = 1e-12,
             if max_seconds is not None and time.perf_counter() - began > max_seconds:
                 message = f"stopped at the time limit of {max_seconds:g} s"
                 break
-            u_next = _squarem_cycle(step, u, objective, f, step_max) if em_accel else None
+            if (len(history) > EM_STALL
+                    and history[-EM_STALL - 1] - f <= EM_STALL_PROGRESS * abs(f)):
+                message = f"stalled: no progress in {EM_STALL} iterations"
+                break
+            # the M-step need not be more precise than the distance still to go (a
+            # strict tolerance far from the maximum costs BFGS line searches that
+            # cannot resolve the change of Q)
+            tol = float(np.clip(1e-3 * grad_max, 1e-10, 1e-6))
+            u_next = _squarem_cycle(step, u, objective, f, step_max, tol) if em_accel else None
             if u_next is None:
-                u_next = step(u)
+                u_next = step(u, tol)
                 if u_next is None:
                     message = "the M-step left the admissible region"
                     break
@@ -116,6 +146,7 @@ def fit_em(problem, theta0, em_iter_max: int = 10000, em_fx_tol: float = 1e-12,
                 break
             change = f - f_next
             u, f, grad_max = u_next, f_next, grad_next
+            history.append(f)
             iterations += 1
             bar.update()
             bar.set_postfix_str(f"-logl/N {f:.10g}", refresh=False)
@@ -125,13 +156,13 @@ def fit_em(problem, theta0, em_iter_max: int = 10000, em_fx_tol: float = 1e-12,
             f"EM {message} after {step.e_steps} E-steps", grad_max)
 
 
-def _squarem_cycle(step, u0, objective, f0, step_max):
+def _squarem_cycle(step, u0, objective, f0, step_max, tol):
     """One SQUAREM cycle from u0: (u, extrapolated, at full length) or None when the
     EM steps themselves failed."""
-    u1 = step(u0)
+    u1 = step(u0, tol)
     if u1 is None:
         return None
-    u2 = step(u1)
+    u2 = step(u1, tol)
     if u2 is None:
         return None
     r = u1 - u0
@@ -145,7 +176,7 @@ def _squarem_cycle(step, u0, objective, f0, step_max):
         return u2, False, alpha == -step_max
     trial = u0 - 2.0 * alpha * r + alpha * alpha * v
     if np.isfinite(objective(trial)[0]):
-        stabilized = step(trial)
+        stabilized = step(trial, tol)
         if stabilized is not None:
             f_new = objective(stabilized)[0]
             if f_new <= f0:

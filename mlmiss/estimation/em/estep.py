@@ -2,16 +2,22 @@
 
 Per cluster j, with delta = v_R,j - mu_R (docs/em.md):
 
-* every level-1 row i with observed set o is a noisy look at delta:
+* every level-1 row with observed set o is a noisy look at delta:
   y_o - mu_o = D_o delta + w_o, w_o ~ N(0, Sigma_w[o, o]) (D = E C);
 * every observed between-only value is an exact one: z_k - mu_k = Z_k delta;
 
 so delta | data is normal: the prior N(0, Sigma_RR) updated by the rows (information
-form, summed per missing pattern), then conditioned on the exact observations. A
-missing y_m given delta and the row's observed values is
-mu_m + K (y_o - mu_o) + (D_m - K D_o) delta + e, K = Sigma_w[m, o] Sigma_w[o, o]^-1,
-e ~ N(0, Sigma_w[m, m] - K Sigma_w[o, m]); the statistics follow from these linear
-forms.
+form, summed per (cluster, pattern) pair), then conditioned on the exact observations.
+
+Every row of level-1 pattern p, given delta, is y = a + H_p delta + e with
+a = mu + B_p (y - mu) (B_p = Sigma_w W_p, W_p the zero-padded inverse of
+Sigma_w[o, o]: identity rows for the observed variables, the regression
+K = Sigma_w[m, o] Sigma_w[o, o]^-1 for the missing ones), H_p = (I - B_p) D and
+Var(e) = E_p = (I - B_p) Sigma_w. The statistics are sums of E[y], E[y y'] and
+E[y v_R'] over rows; what is quadratic in the data is a per-pattern sum the data
+bookkeeping already holds (``pattern_sumsq``), and what depends on the cluster's
+posterior is accumulated per pattern by the kernel (sums of n m, n (P + m m') and
+s m' over the pattern's pairs), so the rows themselves are never visited.
 """
 
 from __future__ import annotations
@@ -19,6 +25,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
+
+from ...linalg import FAST, cholesky_inverse_into, inverse_update_into
 
 
 @dataclass
@@ -37,84 +46,239 @@ class Statistics:
     v2n: np.ndarray
 
 
-class RowForms:
-    """Per missing pattern of the level-1 rows: the pieces of the linear forms above,
-    for one theta."""
-
-    def __init__(self, sigma_w, d, observed_sets):
-        self.cache = {}
-        self.sigma_w = sigma_w
-        self.d = d
-        for key in observed_sets:
-            self.cache[key] = self._build(np.frombuffer(key, dtype=bool))
-
-    def _build(self, observed):
-        o = np.flatnonzero(observed)
-        m = np.flatnonzero(~observed)
-        s = self.sigma_w
-        s_oo_inv = np.linalg.inv(s[np.ix_(o, o)])
-        d_o = self.d[o]
-        info = d_o.T @ s_oo_inv @ d_o                    # R x R information of one row
-        to_delta = d_o.T @ s_oo_inv                      # R x |o|
-        k = s[np.ix_(m, o)] @ s_oo_inv
-        h = np.zeros((observed.size, self.d.shape[1]))
-        h[m] = self.d[m] - k @ d_o                       # y = a + H delta + e
-        e_var = np.zeros((observed.size, observed.size))
-        e_var[np.ix_(m, m)] = s[np.ix_(m, m)] - k @ s[np.ix_(o, m)]
-        return o, m, info, to_delta, k, h, e_var
+class EStepError(ArithmeticError):
+    """The model at this theta gives a posterior that is not proper (a covariance that
+    is not positive definite)."""
 
 
+# ---------------------------------------------------------------- kernels
+@njit(cache=True, fastmath=FAST)
+def pattern_forms(sigma, omega, logdet, observed, d, mu, info, tmat, tmu, bmat, hmat, emat):
+    """Per level-1 pattern p: info = D' W D, T = D' W, T mu, B = Sigma W, H = (I - B) D and
+    E = (I - B) Sigma (W: padded inverse of sigma[o, o]). Returns -1, or the first
+    pattern whose sigma[o, o] is not positive definite."""
+    n_pat, p = observed.shape
+    r = d.shape[1]
+    w = np.empty((p, p))
+    idx = np.empty(p, np.int64)
+    small = np.empty((p, p))
+    small_inv = np.empty((p, p))
+    work = np.empty((p, p))
+    for q in range(n_pat):
+        ld = inverse_update_into(sigma, omega, logdet, observed[q], w, idx, small, small_inv, work)
+        if np.isnan(ld):
+            return q
+        b = bmat[q]
+        for a in range(p):
+            for c in range(p):
+                s = 0.0
+                for k in range(p):
+                    s += sigma[a, k] * w[k, c]
+                b[a, c] = s
+        t = tmat[q]
+        for k in range(r):
+            for c in range(p):
+                s = 0.0
+                for a in range(p):
+                    s += d[a, k] * w[a, c]
+                t[k, c] = s
+            s = 0.0
+            for c in range(p):
+                s += t[k, c] * mu[c]
+            tmu[q, k] = s
+            for l in range(r):
+                s = 0.0
+                for c in range(p):
+                    s += t[k, c] * d[c, l]
+                info[q, k, l] = s
+        h = hmat[q]
+        e = emat[q]
+        for a in range(p):
+            for l in range(r):
+                s = d[a, l]
+                for k in range(p):
+                    s -= b[a, k] * d[k, l]
+                h[a, l] = s
+            for c in range(p):
+                s = sigma[a, c]
+                for k in range(p):
+                    s -= b[a, k] * sigma[k, c]
+                e[a, c] = s
+    return -1
+
+
+@njit(cache=True, fastmath=FAST)
+def cluster_posteriors(prior_precision, info, tmat, tmu, cluster_pair_ptr, pair_pattern,
+                       pair_freq, pair_sum, z, mu_z, zrows, mu_r,
+                       t1, t2, v1n, v2n, nm, ndd, sm):
+    """The posterior N(m_j, P_j) of delta per cluster and the sums built from it (all
+    accumulators zeroed by the caller): t1, t2, v1n, v2n as in :class:`Statistics`;
+    per pattern nm = sum n m, ndd = sum n (P + m m'), sm = sum s m' over its pairs
+    (n rows, s their sum of y). Returns -1, or the first cluster whose posterior is not
+    proper."""
+    n_clusters = cluster_pair_ptr.shape[0] - 1
+    r = prior_precision.shape[0]
+    p = pair_sum.shape[1]
+    k_all = z.shape[1]
+    precision = np.empty((r, r))
+    cov = np.empty((r, r))
+    work = np.empty((r, r))
+    eta = np.empty(r)
+    mean = np.empty(r)
+    v = np.empty(r)
+    seen = np.empty(k_all, np.int64)
+    cf = np.empty((r, k_all))
+    fpf = np.empty((k_all, k_all))
+    fpf_inv = np.empty((k_all, k_all))
+    work_k = np.empty((k_all, k_all))
+    gain = np.empty((r, k_all))
+    gap = np.empty(k_all)
+    for j in range(n_clusters):
+        for a in range(r):
+            eta[a] = 0.0
+            for b in range(r):
+                precision[a, b] = prior_precision[a, b]
+        n_rows = 0
+        for q in range(cluster_pair_ptr[j], cluster_pair_ptr[j + 1]):
+            pat = pair_pattern[q]
+            n = pair_freq[q]
+            n_rows += n
+            for a in range(r):
+                s = -n * tmu[pat, a]
+                for c in range(p):
+                    s += tmat[pat, a, c] * pair_sum[q, c]
+                eta[a] += s
+                for b in range(r):
+                    precision[a, b] += n * info[pat, a, b]
+        if np.isnan(cholesky_inverse_into(precision, r, cov, work)):
+            return j
+        for a in range(r):
+            s = 0.0
+            for b in range(r):
+                s += cov[a, b] * eta[b]
+            mean[a] = s
+        # the observed between-only values are exact linear observations of delta
+        k = 0
+        for c in range(k_all):
+            if not np.isnan(z[j, c]):
+                seen[k] = c
+                k += 1
+        if k > 0:
+            for a in range(r):
+                for c in range(k):
+                    s = 0.0
+                    for b in range(r):
+                        s += cov[a, b] * zrows[seen[c], b]
+                    cf[a, c] = s
+            for c in range(k):
+                s = z[j, seen[c]] - mu_z[seen[c]]
+                for b in range(r):
+                    s -= zrows[seen[c], b] * mean[b]
+                gap[c] = s
+                for e in range(k):
+                    s = 0.0
+                    for b in range(r):
+                        s += zrows[seen[c], b] * cf[b, e]
+                    fpf[c, e] = s
+            if np.isnan(cholesky_inverse_into(fpf, k, fpf_inv, work_k)):
+                return j
+            for a in range(r):
+                for c in range(k):
+                    s = 0.0
+                    for e in range(k):
+                        s += cf[a, e] * fpf_inv[e, c]
+                    gain[a, c] = s
+            for a in range(r):
+                s = 0.0
+                for c in range(k):
+                    s += gain[a, c] * gap[c]
+                mean[a] += s
+            for a in range(r):
+                for b in range(a + 1):
+                    s = 0.0
+                    for c in range(k):
+                        s += gain[a, c] * cf[b, c]
+                    cov[a, b] -= s
+                    cov[b, a] = cov[a, b]
+        for a in range(r):
+            v[a] = mu_r[a] + mean[a]
+        for a in range(r):
+            t1[a] += v[a]
+            v1n[a] += n_rows * v[a]
+            for b in range(r):
+                vv = cov[a, b] + v[a] * v[b]
+                t2[a, b] += vv
+                v2n[a, b] += n_rows * vv
+        for q in range(cluster_pair_ptr[j], cluster_pair_ptr[j + 1]):
+            pat = pair_pattern[q]
+            n = pair_freq[q]
+            for a in range(r):
+                nm[pat, a] += n * mean[a]
+                for b in range(r):
+                    ndd[pat, a, b] += n * (cov[a, b] + mean[a] * mean[b])
+            for c in range(p):
+                s = pair_sum[q, c]
+                for a in range(r):
+                    sm[pat, c, a] += s * mean[a]
+    return -1
+
+
+# ---------------------------------------------------------------- the E-step
 def expected_statistics(data, parts, complete) -> Statistics:
-    """The E-step at the model ``parts`` (:meth:`CompleteData.parts`)."""
+    """The E-step at the model ``parts`` (:meth:`CompleteData.parts`). Raises
+    :class:`EStepError` where Sigma_w, Sigma_RR or a posterior is not positive definite."""
+    lv1 = data.level1
     p = data.n_y
-    mu_y, sigma_w = parts["mu_y"], parts["sigma_w"]
-    mu_r, s_rr, c, zrows = parts["mu_R"], parts["sigma_RR"], parts["C"], parts["Z"]
+    mu_y = np.ascontiguousarray(parts["mu_y"], dtype=float)
+    sigma_w = np.ascontiguousarray(parts["sigma_w"], dtype=float)
+    mu_r = np.ascontiguousarray(parts["mu_R"], dtype=float)
     r = mu_r.size
     d = np.zeros((p, r))
-    d[complete.both_y] = c
-    observed = ~np.isnan(data.y)
-    keys = [row.tobytes() for row in observed]
-    forms = RowForms(sigma_w, d, set(keys))
-    prior_precision = np.linalg.inv(s_rr)
-    z = data.z
-    mu_z = parts["mean_u"][complete.z_u]
+    d[complete.both_y] = parts["C"]
+    try:
+        omega = np.linalg.inv(sigma_w)
+        prior_precision = np.linalg.inv(parts["sigma_RR"])
+    except np.linalg.LinAlgError as exc:
+        raise EStepError("Sigma_w or Sigma_RR is singular") from exc
+    sign, logdet = np.linalg.slogdet(sigma_w)
+    n_pat = lv1.n_patterns
+    info = np.empty((n_pat, r, r))
+    tmat = np.empty((n_pat, r, p))
+    tmu = np.empty((n_pat, r))
+    bmat = np.empty((n_pat, p, p))
+    hmat = np.empty((n_pat, p, r))
+    emat = np.empty((n_pat, p, p))
+    if sign <= 0 or pattern_forms(sigma_w, omega, logdet, lv1.observed, d, mu_y,
+                                  info, tmat, tmu, bmat, hmat, emat) >= 0:
+        raise EStepError("Sigma_w[o, o] is not positive definite")
 
-    stats = Statistics(data.n_obs, data.n_clusters, np.zeros(r), np.zeros((r, r)), np.zeros(p),
-                       np.zeros((p, p)), np.zeros((p, r)), np.zeros(r), np.zeros((r, r)))
-    starts = np.concatenate([[0], np.cumsum(data.cluster_sizes)])
-    y = np.where(observed, data.y, 0.0)
-    for j in range(data.n_clusters):
-        rows = range(starts[j], starts[j + 1])
-        precision = prior_precision.copy()
-        eta = np.zeros(r)
-        for i in rows:
-            o, m, info, to_delta, k, h, e_var = forms.cache[keys[i]]
-            precision += info
-            eta += to_delta @ (y[i, o] - mu_y[o])
-        cov = np.linalg.inv(precision)
-        mean = cov @ eta
-        seen = ~np.isnan(z[j]) if z.size else np.zeros(0, dtype=bool)
-        if seen.any():                                   # exact observations of delta
-            f = zrows[seen]
-            gap = (z[j, seen] - mu_z[seen]) - f @ mean
-            cf = cov @ f.T
-            gain = np.linalg.solve(f @ cf, cf.T).T
-            mean = mean + gain @ gap
-            cov = cov - gain @ cf.T
-            cov = 0.5 * (cov + cov.T)
-        v = mu_r + mean
-        vv = cov + np.outer(v, v)
-        stats.t1 += v
-        stats.t2 += vv
-        n = len(rows)
-        stats.v1n += n * v
-        stats.v2n += n * vv
-        for i in rows:
-            o, m, info, to_delta, k, h, e_var = forms.cache[keys[i]]
-            a = y[i].copy()
-            a[m] = mu_y[m] + k @ (y[i, o] - mu_y[o])
-            ey = a + h @ mean
-            stats.y1 += ey
-            stats.y2 += np.outer(ey, ey) + h @ cov @ h.T + e_var
-            stats.yv += np.outer(ey, v) + h @ cov
-    return stats
+    t1, t2 = np.zeros(r), np.zeros((r, r))
+    v1n, v2n = np.zeros(r), np.zeros((r, r))
+    nm, ndd, sm = np.zeros((n_pat, r)), np.zeros((n_pat, r, r)), np.zeros((n_pat, p, r))
+    mu_z = np.ascontiguousarray(parts["mean_u"][complete.z_u], dtype=float)
+    zrows = np.ascontiguousarray(parts["Z"], dtype=float).reshape(mu_z.size, r)
+    bad = cluster_posteriors(np.ascontiguousarray(prior_precision), info, tmat, tmu,
+                             lv1.cluster_pair_ptr, lv1.pair_pattern, lv1.pair_freq,
+                             lv1.pair_sum, np.ascontiguousarray(data.z, dtype=float),
+                             mu_z, zrows, mu_r, t1, t2, v1n, v2n, nm, ndd, sm)
+    if bad >= 0:
+        raise EStepError(f"the posterior of cluster {data.cluster_ids[bad]!r} is not proper")
+
+    # per pattern: a = c + B y (c = mu - B mu), summed over the pattern's rows
+    n = lv1.freq.astype(float)
+    c = mu_y[None, :] - bmat @ mu_y
+    b_sum = np.einsum("qab,qb->qa", bmat, lv1.pattern_sum)          # B S_p
+    a_sum = n[:, None] * c + b_sum
+    b_sumsq = bmat @ lv1.pattern_sumsq @ bmat.transpose(0, 2, 1)
+    cb = c[:, :, None] * b_sum[:, None, :]
+    aa = n[:, None, None] * c[:, :, None] * c[:, None, :] + cb + cb.transpose(0, 2, 1) + b_sumsq
+    am = c[:, :, None] * nm[:, None, :] + bmat @ sm                  # sum a m'
+    h_nm = np.einsum("qar,qr->qa", hmat, nm)
+    h_ndd = hmat @ ndd
+    am_h = am @ hmat.transpose(0, 2, 1)
+    y1 = (a_sum + h_nm).sum(axis=0)
+    y2 = (aa + am_h + am_h.transpose(0, 2, 1) + h_ndd @ hmat.transpose(0, 2, 1)
+          + n[:, None, None] * emat).sum(axis=0)
+    yv = ((a_sum + h_nm).sum(axis=0)[:, None] * mu_r[None, :] + am.sum(axis=0)
+          + h_ndd.sum(axis=0))
+    return Statistics(data.n_obs, data.n_clusters, t1, t2, y1, 0.5 * (y2 + y2.T), yv, v1n, v2n)

@@ -40,7 +40,8 @@ class EMSteps:
         self.scales = np.asarray(problem.scales, dtype=float)
         self.e_steps = 0
         # Q's curvature (the complete-data information) changes little from one EM step
-        # to the next: each M-step starts BFGS from the previous one's inverse Hessian
+        # to the next: the first M-step starts BFGS from the inverse of a difference
+        # Hessian of Q, each later one from the previous one's inverse Hessian
         self.hess_inv = None
 
     def __call__(self, u, gtol=1e-10):
@@ -62,6 +63,8 @@ class EMSteps:
                 return INADMISSIBLE, np.zeros_like(x)
             return -q / n, -g * scales / n
 
+        if self.hess_inv is None:
+            self.hess_inv = _inverse_of_modulus(_difference_hessian(f_and_grad, u))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             # BFGS: L-BFGS-B stopped after one step on demo_twolevel's Q (its first trial
@@ -72,6 +75,30 @@ class EMSteps:
             result = minimize(f_and_grad, u, jac=True, method="BFGS", options=options)
         self.hess_inv = _positive_definite(result.hess_inv) if result.nit > 0 else None
         return np.asarray(result.x, dtype=float)
+
+
+def _difference_hessian(f_and_grad, u, step=1e-5):
+    """Forward differences of the analytic gradient (symmetrized); NaN where a step
+    leaves the region where Q is defined."""
+    base = f_and_grad(u)[1]
+    hessian = np.empty((u.size, u.size))
+    for i in range(u.size):
+        moved = u.copy()
+        moved[i] += step * max(1.0, abs(u[i]))
+        value, g = f_and_grad(moved)
+        hessian[i] = (g - base) / (moved[i] - u[i]) if value < INADMISSIBLE else np.nan
+    if not np.all(np.isfinite(hessian)):
+        return np.eye(u.size)
+    return 0.5 * (hessian + hessian.T)
+
+
+def _inverse_of_modulus(hessian):
+    """The inverse of |H| (eigenvalues by their moduli, the small ones raised to 1e-3
+    of the largest): a positive definite start for BFGS where Q is not yet concave."""
+    values, vectors = np.linalg.eigh(hessian)
+    moduli = np.abs(values)
+    moduli = np.maximum(moduli, 1e-3 * max(float(moduli.max(initial=0.0)), 1e-300))
+    return _positive_definite((vectors / moduli) @ vectors.T)
 
 
 def _positive_definite(matrix):
@@ -129,7 +156,7 @@ def fit_em(problem, theta0, em_iter_max: int = 10000, em_fx_tol: float = 1e-12,
             # the M-step need not be more precise than the distance still to go (a
             # strict tolerance far from the maximum costs BFGS line searches that
             # cannot resolve the change of Q)
-            tol = float(np.clip(1e-3 * grad_max, 1e-10, 1e-6))
+            tol = float(np.clip(1e-3 * grad_max, 1e-9, 1e-4))
             u_next = _squarem_cycle(step, u, objective, f, step_max, tol) if em_accel else None
             if u_next is None:
                 u_next = step(u, tol)

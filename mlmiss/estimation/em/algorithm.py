@@ -73,7 +73,12 @@ class EMSteps:
             if self.hess_inv is not None:
                 options["hess_inv0"] = self.hess_inv
             result = minimize(f_and_grad, u, jac=True, method="BFGS", options=options)
-        self.hess_inv = _positive_definite(result.hess_inv) if result.nit > 0 else None
+            if result.nit == 0 and "hess_inv0" in options:
+                # the curvature carried over sent the first line search nowhere
+                del options["hess_inv0"]
+                result = minimize(f_and_grad, u, jac=True, method="BFGS", options=options)
+        if result.nit > 0:
+            self.hess_inv = _positive_definite(result.hess_inv)
         return np.asarray(result.x, dtype=float)
 
 

@@ -203,10 +203,13 @@ class Fit:
         m = self.model.moments(self.theta)
         return {"moments": m, **to_levels(m, self.data.y_names, self.data.z_names)}
 
-    def h1(self) -> ReferenceFit:
-        """The saturated model fitted to the same data (:mod:`mlmiss.estimation.saturated`)."""
-        return self._cached("h1", lambda: _warn_unless_converged(
-            fit_saturated(self.problem), "h1 (saturated) model"))
+    def h1(self, method: str = "direct") -> ReferenceFit:
+        """The saturated model fitted to the same data (:mod:`mlmiss.estimation.saturated`):
+        ``method="direct"`` (quasi-Newton in moment space; what the fit measures use)
+        or ``"em"`` (EM with its closed-form M-step)."""
+        key = "h1" if method == "direct" else f"h1-{method}"
+        return self._cached(key, lambda: _warn_unless_converged(
+            fit_saturated(self.problem, method), "h1 (saturated) model"))
 
     def baseline(self) -> ReferenceFit:
         """The baseline model of the incremental fit indices, fitted to the same data

@@ -189,3 +189,18 @@ def test_estep_kernels_match_the_rowwise_estep(name):
     for key, value in slow.items():
         np.testing.assert_allclose(getattr(fast, key), value,
                                    atol=1e-12 * max(1.0, np.max(np.abs(value))))
+
+
+@pytest.mark.parametrize("name", ["demo_twolevel_missing", "paper_like", "singular_between"])
+def test_saturated_em_reaches_the_direct_fit_and_lavaan(lavaan_fit, name):
+    """h1 by EM (closed-form M-step) against the direct quasi-Newton fit and lavaan's
+    unrestricted log-likelihood; observed: equal to 1e-13 relative to N, moments to
+    1e-7."""
+    ref, fit = lavaan_fit(name)
+    direct, em = fit.h1(), fit.h1(method="em")
+    assert em.converged and em.estimate.optimizer == "em" and em.estimate.e_steps > 0
+    assert abs(em.loglik - direct.loglik) <= 1e-9 * fit.nobs
+    assert em.loglik >= ref["fit"]["fit_measures"]["unrestricted.logl"] - 1e-6
+    for a, b in ((em.moments.sigma_w, direct.moments.sigma_w),
+                 (em.moments.sigma_b, direct.moments.sigma_b), (em.moments.mu_y, direct.moments.mu_y)):
+        np.testing.assert_allclose(a, b, atol=1e-5)

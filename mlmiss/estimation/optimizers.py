@@ -141,7 +141,8 @@ def _em(problem, theta0, max_seconds, verbose, label, options) -> Estimate:
 
     began = time.perf_counter()
     theta, logl, converged, iterations, e_steps, message, max_grad = fit_em(
-        problem, theta0, max_seconds=max_seconds, verbose=verbose, label=label, **options)
+        problem, theta0, max_seconds=max_seconds, verbose=verbose, label=label,
+        steps=problem.em_steps() if hasattr(problem, "em_steps") else None, **options)
     return Estimate(theta=theta, loglik=logl, converged=converged, iterations=iterations,
                     message=f"{message} (largest |gradient| of -logl/N: {max_grad:.1e})",
                     optimizer="em", seconds=time.perf_counter() - began,

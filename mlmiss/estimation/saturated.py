@@ -5,7 +5,8 @@ and between-only variables, means as in every two-level model (within-only varia
 at level 1, the others at level 2). It is fitted by FIML directly in moment space, on
 the Cholesky factors of the two covariance matrices (:class:`SaturatedProblem`), from
 the observed moments; as a fallback, like any other model, from lavaan-style syntax
-that frees every variance and covariance (:func:`saturated_syntax`).
+that frees every variance and covariance (:func:`saturated_syntax`). ``method="em"``
+fits it by EM instead, whose M-step is closed-form here (:mod:`.em.saturated`).
 """
 
 from __future__ import annotations
@@ -58,17 +59,26 @@ def saturated_start(partable, data) -> np.ndarray:
     return theta
 
 
-def fit_saturated(problem) -> ReferenceFit:
+H1_METHODS = ("direct", "em")
+
+
+def fit_saturated(problem, method: str = "direct") -> ReferenceFit:
     """Fit the unrestricted model to ``problem``'s data (same variables, same rows).
 
     Directly in moment space first (:class:`SaturatedProblem`, L-BFGS on Cholesky
-    factors: 0.1 s for paper_like's 202 parameters); should that not converge, as a
-    model from :func:`saturated_syntax` with the trust-region optimizer."""
+    factors: 0.1 s for paper_like's 202 parameters; ``method="em"``: by EM with the
+    closed-form M-step); should that not converge, as a model from
+    :func:`saturated_syntax` with the trust-region optimizer."""
+    if method not in H1_METHODS:
+        raise ValueError(f"unknown h1 method {method!r}; use one of {H1_METHODS}")
     data = problem.data
     between = problem.model.between_mask
     direct = SaturatedProblem(data, between)
-    estimate = optimize(direct, direct.start(), "L-BFGS-B", maxiter=5000, gtol=1e-10,
-                        label="h1 model")
+    if method == "em":
+        estimate = optimize(direct, direct.start(), "em", label="h1 model")
+    else:
+        estimate = optimize(direct, direct.start(), "L-BFGS-B", maxiter=5000, gtol=1e-10,
+                            label="h1 model")
     if estimate.converged:
         return ReferenceFit(direct, estimate, problem.covariate_loglik)
     both = [n for n, b in zip(data.y_names, between) if b]
@@ -131,6 +141,11 @@ class SaturatedProblem(Objective):
         unit_b = np.array([power_of_ten(v) for v in np.concatenate([between[self.both], z_var])])
         return np.concatenate([unit_w[self.within_only], unit_b, unit_w[self.tril_w[0]],
                                unit_b[self.tril_b[0]]])
+
+    def em_steps(self):
+        """The EM map with its closed-form M-step (:mod:`.em.saturated`)."""
+        from .em.saturated import SaturatedSteps
+        return SaturatedSteps(self)
 
     def start(self):
         """Observed means and variances, no covariances."""

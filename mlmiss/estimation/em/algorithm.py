@@ -119,15 +119,16 @@ def _positive_definite(matrix):
 def fit_em(problem, theta0, em_iter_max: int = 10000, em_fx_tol: float = 1e-12,
            em_dx_tol: float = 1e-7, em_accel: str | None = "squarem",
            max_seconds: float | None = None, verbose: bool | None = None,
-           label: str = "fit"):
+           label: str = "fit", steps=None):
     """Maximize the log-likelihood by EM from theta0 (admissible). Stops when the change
     of -logl/N is below ``em_fx_tol`` and the largest element of its (scaled)
     gradient below ``em_dx_tol``, at ``em_iter_max`` iterations (an EM step, or a
     SQUAREM cycle of three), or at ``max_seconds``. Returns (theta, logl, converged,
-    iterations, e_steps, message, max_gradient)."""
+    iterations, e_steps, message, max_gradient). ``steps``: the EM map (default
+    :class:`EMSteps`; the saturated model brings its own closed-form one)."""
     if em_accel not in ACCELERATIONS:
         raise ValueError(f"unknown em_accel {em_accel!r}; use 'squarem' or None")
-    step = EMSteps(problem)
+    step = EMSteps(problem) if steps is None else steps
     scales = step.scales
     n = float(problem.data.n_obs)
 

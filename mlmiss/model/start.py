@@ -23,21 +23,25 @@ import numpy as np
 import pandas as pd
 
 
+def _cluster_means(data):
+    """(observed mask (N x P), available values per cluster (J x P), cluster means of
+    the available values (J x P), NaN where a cluster has none)."""
+    observed = ~np.isnan(data.y)
+    counts = np.zeros((data.n_clusters, data.n_y))
+    sums = np.zeros((data.n_clusters, data.n_y))
+    np.add.at(counts, data.row_cluster, observed)
+    np.add.at(sums, data.row_cluster, np.where(observed, data.y, 0.0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return observed, counts, sums / counts
+
+
 def level_statistics(data):
     """(within variance (P), between variance of the level-1 variables (P), overall
     means (P), z variances (K), z means (K)) from the available values."""
     y = data.y
     cluster = data.row_cluster
-    n_clusters = data.n_clusters
-    p = data.n_y
     means = np.nanmean(y, axis=0)
-    counts = np.zeros((n_clusters, p))
-    sums = np.zeros((n_clusters, p))
-    observed = ~np.isnan(y)
-    np.add.at(counts, cluster, observed)
-    np.add.at(sums, cluster, np.where(observed, y, 0.0))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cluster_means = sums / counts
+    observed, counts, cluster_means = _cluster_means(data)
     deviations = np.where(observed, y - cluster_means[cluster], 0.0)
     dof = np.maximum(observed.sum(axis=0) - (counts > 0).sum(axis=0), 1)
     within = (deviations ** 2).sum(axis=0) / dof
@@ -52,16 +56,9 @@ def level_covariances(data):
     (deviations from the cluster means) and of the level-2 values between them (cluster
     means of the level-1 variables, then the between-only variables), as DataFrames
     labelled by variable name."""
-    y = data.y
-    cluster = data.row_cluster
-    observed = ~np.isnan(y)
-    counts = np.zeros((data.n_clusters, data.n_y))
-    sums = np.zeros((data.n_clusters, data.n_y))
-    np.add.at(counts, cluster, observed)
-    np.add.at(sums, cluster, np.where(observed, y, 0.0))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cluster_means = sums / counts
-    within = pd.DataFrame(y - cluster_means[cluster], columns=list(data.y_names)).cov()
+    _, _, cluster_means = _cluster_means(data)
+    deviations = data.y - cluster_means[data.row_cluster]
+    within = pd.DataFrame(deviations, columns=list(data.y_names)).cov()
     level2 = np.column_stack([cluster_means, data.z]) if data.n_z else cluster_means
     between = pd.DataFrame(level2, columns=list(data.y_names) + list(data.z_names)).cov()
     return within, between

@@ -83,15 +83,17 @@ class EMSteps:
 
 
 def _difference_hessian(f_and_grad, u, step=1e-5):
-    """Forward differences of the analytic gradient (symmetrized); NaN where a step
-    leaves the region where Q is defined."""
+    """Forward differences of the analytic gradient (symmetrized); the identity when a
+    step leaves the region where Q is defined."""
     base = f_and_grad(u)[1]
     hessian = np.empty((u.size, u.size))
     for i in range(u.size):
         moved = u.copy()
         moved[i] += step * max(1.0, abs(u[i]))
         value, g = f_and_grad(moved)
-        hessian[i] = (g - base) / (moved[i] - u[i]) if value < INADMISSIBLE else np.nan
+        if value >= INADMISSIBLE:
+            return np.eye(u.size)
+        hessian[i] = (g - base) / (moved[i] - u[i])
     if not np.all(np.isfinite(hessian)):
         return np.eye(u.size)
     return 0.5 * (hessian + hessian.T)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from ...linalg import FAST, cholesky_inverse_into, inverse_update_into
+from ...linalg import FAST, cholesky_inverse, cholesky_inverse_into, inverse_update_into
 
 
 @dataclass
@@ -235,12 +235,10 @@ def expected_statistics(data, parts, complete) -> Statistics:
     r = mu_r.size
     d = np.zeros((p, r))
     d[complete.both_y] = parts["C"]
-    try:
-        omega = np.linalg.inv(sigma_w)
-        prior_precision = np.linalg.inv(parts["sigma_RR"])
-    except np.linalg.LinAlgError as exc:
-        raise EStepError("Sigma_w or Sigma_RR is singular") from exc
-    sign, logdet = np.linalg.slogdet(sigma_w)
+    omega, logdet = cholesky_inverse(sigma_w)
+    prior_precision, _ = cholesky_inverse(parts["sigma_RR"])
+    if omega is None or prior_precision is None:
+        raise EStepError("Sigma_w or Sigma_RR is not positive definite")
     n_pat = lv1.n_patterns
     info = np.empty((n_pat, r, r))
     tmat = np.empty((n_pat, r, p))
@@ -248,8 +246,8 @@ def expected_statistics(data, parts, complete) -> Statistics:
     bmat = np.empty((n_pat, p, p))
     hmat = np.empty((n_pat, p, r))
     emat = np.empty((n_pat, p, p))
-    if sign <= 0 or pattern_forms(sigma_w, omega, logdet, lv1.observed, d, mu_y,
-                                  info, tmat, tmu, bmat, hmat, emat) >= 0:
+    if pattern_forms(sigma_w, omega, logdet, lv1.observed, d, mu_y,
+                     info, tmat, tmu, bmat, hmat, emat) >= 0:
         raise EStepError("Sigma_w[o, o] is not positive definite")
 
     t1, t2 = np.zeros(r), np.zeros((r, r))
@@ -257,7 +255,7 @@ def expected_statistics(data, parts, complete) -> Statistics:
     nm, ndd, sm = np.zeros((n_pat, r)), np.zeros((n_pat, r, r)), np.zeros((n_pat, p, r))
     mu_z = np.ascontiguousarray(parts["mean_u"][complete.z_u], dtype=float)
     zrows = np.ascontiguousarray(parts["Z"], dtype=float).reshape(mu_z.size, r)
-    bad = cluster_posteriors(np.ascontiguousarray(prior_precision), info, tmat, tmu,
+    bad = cluster_posteriors(prior_precision, info, tmat, tmu,
                              lv1.cluster_pair_ptr, lv1.pair_pattern, lv1.pair_freq,
                              lv1.pair_sum, np.ascontiguousarray(data.z, dtype=float),
                              mu_z, zrows, mu_r, t1, t2, v1n, v2n, nm, ndd, sm)

@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import mlmiss
+
 from conftest import LAVAAN_DIR
 from mlmiss.estimation.build import build_problem
 from mlmiss.estimation.em.algorithm import fit_em
@@ -70,7 +72,7 @@ def test_em_reaches_the_trust_region_maximum():
     theta0 = problem.start()
     reference = optimize(problem, theta0)
     assert reference.converged
-    theta, logl, converged, iterations, e_steps, message, _ = fit_em(problem, theta0,
+    theta, logl, converged, iterations, e_steps, message, *_ = fit_em(problem, theta0,
                                                                     max_seconds=120)
     assert converged, message
     assert abs(logl - reference.loglik) <= 1e-6 * problem.data.n_obs
@@ -123,6 +125,31 @@ def test_em_from_a_start_far_off_returns_to_the_maximum():
     theta, logl, converged, *_ = fit_em(problem, start, max_seconds=120)
     assert converged
     np.testing.assert_allclose(theta, reference.theta, atol=1e-4)
+
+
+NEAR_ZERO_MODEL = "level: 1\n  y ~ x1 + x2\nlevel: 2\n  y ~ x1 + x2 + w\n"
+
+
+def test_em_hands_over_to_the_edge_near_a_zero_between_variance():
+    """near_zero_between: the maximum has y's between residual variance on the edge
+    (zero), where EM crawls (alone it was 1.4e-6 short of the maximum per observation
+    after 60 s). EM stops once Sigma_b stays near singular and SLSQP finishes on the edge:
+    observed the trust region's logl to 9e-16 per observation, estimates to 1.5e-7."""
+    df = pd.read_csv(LAVAAN_DIR.parent / "hard" / "near_zero_between.csv")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = mlmiss.sem(NEAR_ZERO_MODEL, df, cluster="cluster", max_seconds=60)
+        fit = mlmiss.sem(NEAR_ZERO_MODEL, df, cluster="cluster", optimizer="em",
+                         max_seconds=60)
+    assert reference.converged and reference.estimate.on_boundary
+    assert fit.converged and fit.estimate.on_boundary
+    assert fit.optimizer == "em + SLSQP on the boundary"
+    assert "stopped near the edge" in fit.estimate.message
+    assert abs(fit.loglik - reference.loglik) <= 1e-6 * fit.nobs
+    np.testing.assert_allclose(fit.theta, reference.theta, atol=1e-5)
+    pe = fit.parameter_estimates(se=False)
+    residual = pe.query("level == 2 and op == '~~' and lhs == 'y' and rhs == 'y'").iloc[0]
+    assert abs(residual["est"]) < 1e-10
 
 
 def rowwise_statistics(data, parts, complete):

@@ -280,3 +280,38 @@ def test_near_zero_between_variance_of_an_endogenous_variable():
     assert not any("Heywood" in str(w.message) for w in caught)
     assert any("Heywood case at level 2: negative variance(s) y" in str(w.message)
                for w in caught_wide)
+
+
+class _DegenerateEdge:
+    """Three zero eigenvalues of Sigma_b whose six pair constraints span only four
+    directions (a factor with zero variance): two rows are combinations of the others up
+    to round-off, as on between_small's boundary."""
+
+    def __init__(self, seed=0):
+        rng = np.random.default_rng(seed)
+        base = rng.standard_normal((4, 9)) * 1e-4
+        mix = rng.standard_normal((2, 4))
+        noise = rng.standard_normal((2, 9)) * 1e-17
+        self.rows = np.vstack([base, mix @ base + noise])
+
+    def active(self, u):
+        pairs = [(0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)]
+        return np.eye(3), self.rows, pairs
+
+
+def test_kkt_certificate_at_a_degenerate_edge():
+    """A gradient in the cone of the active constraints (M positive definite) is a KKT
+    point even when the constraint rows are rank deficient to round-off: least squares
+    keeps the weights that the independent rows determine (with the default cutoff the
+    near-null directions got weights of 1e7 and the certificate failed)."""
+    from mlmiss.estimation.boundary import kkt_residual
+
+    edge = _DegenerateEdge()
+    m = np.array([[2.0, 0.3, 0.1], [0.3, 1.0, 0.2], [0.1, 0.2, 1.5]])
+    pairs = [(0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)]
+    weights = np.array([m[i, j] * (1.0 if i == j else 2.0) for i, j in pairs])
+    # and a remainder at the optimizer's noise level
+    gradient = edge.rows.T @ weights + 1e-10 * np.random.default_rng(1).standard_normal(9)
+    assert kkt_residual(edge, None, gradient) < 1e-9
+    # pulled away from the edge (M negative definite): no maximum
+    assert kkt_residual(edge, None, -gradient) == pytest.approx(np.max(np.abs(gradient)))

@@ -110,7 +110,10 @@ def kkt_residual(constraints, u, gradient) -> float:
     on_edge, rows, pairs = constraints.active(u)
     if not pairs:
         return float(np.max(np.abs(gradient)))
-    weights, *_ = np.linalg.lstsq(rows.T, gradient, rcond=None)
+    # rows are rank deficient at a degenerate edge (a factor with zero variance): the
+    # null directions are cut off well above round-off (rcond=None kept 1e-13 ones and
+    # returned weights of 1e7)
+    weights, *_ = np.linalg.lstsq(rows.T, gradient, rcond=1e-10)
     remainder = gradient - rows.T @ weights
     m = np.zeros((on_edge.shape[1],) * 2)
     for (i, j), w in zip(pairs, weights):

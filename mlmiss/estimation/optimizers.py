@@ -116,18 +116,12 @@ def optimize(problem, theta0, optimizer: str = "auto", maxiter: int = 1000,
     if (max_grad > GRADIENT_TOLERANCE and not clock.expired and problem.between_psd
             and fun < INADMISSIBLE and iterations < maxiter):
         # a stall at the edge of the admissible region: maximize on it
-        deadline = None if max_seconds is None else began + max_seconds
-        edge = fit_on_boundary(problem, theta, maxiter=maxiter - iterations, deadline=deadline,
-                               on_iteration=clock.progress.update)
-        if edge[1] <= fun + 1e-12 * abs(fun) or edge[2] <= GRADIENT_TOLERANCE:
-            theta, fun, kkt, more, why = edge
+        edge = _on_the_edge(problem, theta, fun, maxiter - iterations, began, max_seconds, clock)
+        if edge is not None:
+            theta, fun, max_grad, more, on_boundary, why = edge
             iterations += more
             used += " + SLSQP on the boundary"
-            on_boundary = bool(kkt <= GRADIENT_TOLERANCE
-                               and not off_the_edge(problem.moments(theta)))
-            max_grad = kkt
-            clock.expired = deadline is not None and time.perf_counter() > deadline
-            message = clock.message() or (f"boundary solution: {why}" if on_boundary else why)
+            message = clock.message() or why
     clock.progress.close()
     return Estimate(theta=theta, loglik=-fun * n, converged=max_grad <= GRADIENT_TOLERANCE,
                     iterations=iterations,
@@ -140,13 +134,44 @@ def _em(problem, theta0, max_seconds, verbose, label, options) -> Estimate:
     from .em.algorithm import fit_em
 
     began = time.perf_counter()
-    theta, logl, converged, iterations, e_steps, message, max_grad = fit_em(
-        problem, theta0, max_seconds=max_seconds, verbose=verbose, label=label,
-        steps=problem.em_steps() if hasattr(problem, "em_steps") else None, **options)
-    return Estimate(theta=theta, loglik=logl, converged=converged, iterations=iterations,
+    result = fit_em(problem, theta0, max_seconds=max_seconds, verbose=verbose, label=label,
+                    steps=problem.em_steps() if hasattr(problem, "em_steps") else None,
+                    **options)
+    theta, logl, max_grad = result.theta, result.loglik, result.max_gradient
+    used, message, on_boundary, iterations = "em", result.message, False, result.iterations
+    if result.near_edge:
+        # EM crawls towards the edge of the admissible region (its rate tends to one as
+        # an eigenvalue of Sigma_b tends to zero): the rest of the way on the edge
+        n = float(problem.data.n_obs)
+        clock = _Clock(began, max_seconds, progress_bar(f"{label} (EM)", verbose))
+        edge = _on_the_edge(problem, theta, -logl / n, 1000, began, max_seconds, clock)
+        clock.progress.close()
+        if edge is not None:
+            theta, fun, max_grad, more, on_boundary, why = edge
+            logl, iterations = -fun * n, iterations + more
+            used = "em + SLSQP on the boundary" if on_boundary else "em + SLSQP"
+            message = f"{message}; then {clock.message() or why}"
+    return Estimate(theta=theta, loglik=logl, converged=max_grad <= GRADIENT_TOLERANCE,
+                    iterations=iterations,
                     message=f"{message} (largest |gradient| of -logl/N: {max_grad:.1e})",
-                    optimizer="em", seconds=time.perf_counter() - began,
-                    max_gradient=max_grad, e_steps=e_steps)
+                    optimizer=used, seconds=time.perf_counter() - began,
+                    max_gradient=max_grad, e_steps=result.e_steps, on_boundary=on_boundary)
+
+
+def _on_the_edge(problem, theta, fun, maxiter, began, max_seconds, clock):
+    """Maximize on the edge of the admissible region from theta (-logl/N = fun there):
+    (theta, -logl/N, KKT remainder, iterations, at a boundary solution, message), or
+    None when that found nothing better."""
+    deadline = None if max_seconds is None else began + max_seconds
+    theta_e, fun_e, kkt, more, why = fit_on_boundary(problem, theta, maxiter=maxiter,
+                                                     deadline=deadline,
+                                                     on_iteration=clock.progress.update)
+    if not (fun_e <= fun + 1e-12 * abs(fun) or kkt <= GRADIENT_TOLERANCE):
+        return None
+    on_boundary = bool(kkt <= GRADIENT_TOLERANCE and not off_the_edge(problem.moments(theta_e)))
+    clock.expired = deadline is not None and time.perf_counter() > deadline
+    return (theta_e, fun_e, kkt, more, on_boundary,
+            f"boundary solution: {why}" if on_boundary else why)
 
 
 class _Clock:

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import time
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 
 from ...progress import progress_bar
 from ...threads import one_blas_thread
-from ..boundary import INADMISSIBLE
+from ..boundary import INADMISSIBLE, between_eigenvalues
 from .complete import CompleteData
 from .estep import EStepError, expected_statistics
 
@@ -28,6 +29,26 @@ ACCELERATIONS = ("squarem", None)
 #: EM_STALL_PROGRESS relative: round-off, not the slow progress EM is known for
 EM_STALL = 50
 EM_STALL_PROGRESS = 1e-14
+#: EM stops, to hand over to a fit on the edge of the admissible region, when an
+#: eigenvalue of Sigma_b has been below EDGE_RATIO x the largest for EDGE_PATIENCE
+#: iterations without convergence: there EM's rate tends to one (zeros the model
+#: itself fixes, as in singular_between, do not count)
+EDGE_RATIO = 1e-3
+EDGE_PATIENCE = 10
+
+
+class EMResult(NamedTuple):
+    """What :func:`fit_em` found; ``near_edge``: it stopped crawling towards the edge of
+    the admissible region (a singular Sigma_b), for a boundary fit to finish."""
+
+    theta: np.ndarray
+    loglik: float
+    converged: bool
+    iterations: int
+    e_steps: int
+    message: str
+    max_gradient: float
+    near_edge: bool = False
 
 
 class EMSteps:
@@ -121,7 +142,7 @@ def _positive_definite(matrix):
 def fit_em(problem, theta0, em_iter_max: int = 10000, em_fx_tol: float = 1e-12,
            em_dx_tol: float = 1e-7, em_accel: str | None = "squarem",
            max_seconds: float | None = None, verbose: bool | None = None,
-           label: str = "fit", steps=None):
+           label: str = "fit", steps=None) -> EMResult:
     """Maximize the log-likelihood by EM from theta0 (admissible). Stops when the change
     of -logl/N is below ``em_fx_tol`` and the largest element of its (scaled)
     gradient below ``em_dx_tol``, at ``em_iter_max`` iterations (an EM step, or a
@@ -146,6 +167,9 @@ def fit_em(problem, theta0, em_iter_max: int = 10000, em_fx_tol: float = 1e-12,
     f, grad_max = objective(u)
     step_max, iterations, message, change = 1.0, 0, "", np.inf
     history = [f]
+    watch_edge = bool(getattr(problem, "between_psd", False))
+    structural = _small_eigenvalues(problem, scales * u, 1e-12) if watch_edge else 0
+    near_edge = 0   # consecutive iterations with Sigma_b near singular
     with one_blas_thread():
         while True:
             if grad_max <= em_dx_tol and abs(change) <= em_fx_tol:
@@ -160,6 +184,9 @@ def fit_em(problem, theta0, em_iter_max: int = 10000, em_fx_tol: float = 1e-12,
             if (len(history) > EM_STALL
                     and history[-EM_STALL - 1] - f <= EM_STALL_PROGRESS * abs(f)):
                 message = f"stalled: no progress in {EM_STALL} iterations"
+                break
+            if near_edge >= EDGE_PATIENCE:
+                message = "stopped near the edge of the admissible region"
                 break
             # the M-step need not be more precise than the distance still to go (a
             # strict tolerance far from the maximum costs BFGS line searches that
@@ -183,12 +210,22 @@ def fit_em(problem, theta0, em_iter_max: int = 10000, em_fx_tol: float = 1e-12,
             u, f, grad_max = u_next, f_next, grad_next
             history.append(f)
             iterations += 1
+            if watch_edge:
+                edge = _small_eigenvalues(problem, scales * u, EDGE_RATIO) > structural
+                near_edge = near_edge + 1 if edge else 0
             bar.update()
             bar.set_postfix_str(f"-logl/N {f:.10g}", refresh=False)
     bar.close()
     converged = bool(grad_max <= em_dx_tol)
-    return (scales * u, -f * n, converged, iterations, step.e_steps,
-            f"EM {message} after {step.e_steps} E-steps", grad_max)
+    return EMResult(scales * u, -f * n, converged, iterations, step.e_steps,
+                    f"EM {message} after {step.e_steps} E-steps", grad_max,
+                    near_edge >= EDGE_PATIENCE and not converged)
+
+
+def _small_eigenvalues(problem, theta, ratio) -> int:
+    """How many eigenvalues of Sigma_b are below ``ratio`` x the largest."""
+    values = between_eigenvalues(problem.moments(theta))
+    return int(np.sum(values < ratio * abs(values[-1]))) if values.size else 0
 
 
 def _squarem_cycle(step, u0, objective, f0, step_max, tol):

@@ -35,6 +35,8 @@ EM_STALL_PROGRESS = 1e-14
 #: itself fixes, as in singular_between, do not count)
 EDGE_RATIO = 1e-3
 EDGE_PATIENCE = 10
+M_TOL_FACTOR = 1e-3
+M_TOL_MAX = 1e-4
 
 
 class EMResult(NamedTuple):
@@ -66,8 +68,6 @@ class EMSteps:
         self.hess_inv = None
 
     def __call__(self, u, gtol=1e-10):
-        from scipy.optimize import minimize
-
         theta = self.scales * u
         try:
             stats = expected_statistics(self.problem.data, self.complete.parts(theta),
@@ -86,21 +86,47 @@ class EMSteps:
 
         if self.hess_inv is None:
             self.hess_inv = _inverse_of_modulus(_difference_hessian(f_and_grad, u))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            # BFGS: L-BFGS-B stopped after one step on demo_twolevel's Q (its first trial
-            # step left the admissible region)
-            options = {"maxiter": 500, "gtol": gtol}
-            if self.hess_inv is not None:
-                options["hess_inv0"] = self.hess_inv
-            result = minimize(f_and_grad, u, jac=True, method="BFGS", options=options)
-            if result.nit == 0 and "hess_inv0" in options:
-                # the curvature carried over sent the first line search nowhere
-                del options["hess_inv0"]
-                result = minimize(f_and_grad, u, jac=True, method="BFGS", options=options)
-        if result.nit > 0:
-            self.hess_inv = _positive_definite(result.hess_inv)
-        return np.asarray(result.x, dtype=float)
+        if self.hess_inv is None:
+            self.hess_inv = np.eye(u.size)
+        x, self.hess_inv = quasi_newton(f_and_grad, u, self.hess_inv, gtol)
+        return x
+
+
+def quasi_newton(f_and_grad, x, hess_inv, gtol, maxiter=100):
+    """Minimize from x by BFGS with unit steps first (Q's curvature carried over from
+    the previous M-step makes them nearly Newton steps) and backtracking (Armijo) when
+    a step does not decrease f; stopped at ``gtol`` or when f changes only at round-off.
+    Returns (x, inverse Hessian)."""
+    f, g = f_and_grad(x)
+    h = hess_inv.copy()
+    flat = 0   # iterations in a row that changed f only at round-off
+    for _ in range(maxiter):
+        if float(np.max(np.abs(g), initial=0.0)) <= gtol or flat >= 2:
+            break
+        d = -(h @ g)
+        slope = float(g @ d)
+        if slope >= 0.0:   # not a descent direction: restart from the gradient
+            h = np.eye(x.size)
+            d, slope = -g, -float(g @ g)
+        t = 1.0
+        for _ in range(30):
+            x_new = x + t * d
+            f_new, g_new = f_and_grad(x_new)
+            if f_new <= f + 1e-4 * t * slope:
+                break
+            t *= 0.5
+        else:
+            break   # no decrease along d: at the round-off level of f
+        flat = flat + 1 if f - f_new <= 1e-15 * abs(f) else 0
+        s_vec, y_vec = x_new - x, g_new - g
+        sy = float(s_vec @ y_vec)
+        if sy > 1e-12 * float(np.linalg.norm(s_vec) * np.linalg.norm(y_vec)):
+            rho = 1.0 / sy
+            hy = h @ y_vec
+            h = (h - rho * (np.outer(s_vec, hy) + np.outer(hy, s_vec))
+                 + (rho * rho * float(y_vec @ hy) + rho) * np.outer(s_vec, s_vec))
+        x, f, g = x_new, f_new, g_new
+    return x, h
 
 
 def _difference_hessian(f_and_grad, u, step=1e-5):
@@ -191,7 +217,7 @@ def fit_em(problem, theta0, em_iter_max: int = 10000, em_fx_tol: float = 1e-12,
             # the M-step need not be more precise than the distance still to go (a
             # strict tolerance far from the maximum costs BFGS line searches that
             # cannot resolve the change of Q)
-            tol = float(np.clip(1e-3 * grad_max, 1e-9, 1e-4))
+            tol = float(np.clip(M_TOL_FACTOR * grad_max, 1e-9, M_TOL_MAX))
             u_next = _squarem_cycle(step, u, objective, f, step_max, tol) if em_accel else None
             if u_next is None:
                 u_next = step(u, tol)

@@ -53,69 +53,191 @@ class EStepError(ArithmeticError):
 
 # ---------------------------------------------------------------- kernels
 @njit(cache=True, fastmath=FAST)
-def pattern_forms(sigma, omega, logdet, observed, d, mu, info, tmat, tmu, bmat, hmat, emat):
-    """Per level-1 pattern p: info = D' W D, T = D' W, T mu, B = Sigma W, H = (I - B) D and
-    E = (I - B) Sigma (W: padded inverse of sigma[o, o]). Returns -1, or the first
-    pattern whose sigma[o, o] is not positive definite."""
+def pattern_forms(sigma, omega, logdet, observed, d, active, mu, info, tmat, tmu, kmat,
+                  hmat, emat):
+    """Per level-1 pattern p with observed set o and missing set m: info = D_o' W D_o,
+    T = D_o' W (zero columns m), T mu, and for the missing rows the regression
+    K = Sigma[m, o] W (into kmat[p][m, o]), H_m = D_m - K D_o and the conditional
+    covariance E_mm = Sigma[m, m] - K Sigma[o, m] (W = sigma[o, o]^-1; rows o of B, H
+    and E are the identity or zero, so they are never formed). Only the columns
+    ``active`` of D (those not identically zero) are visited; info and tmat must come
+    zeroed. Returns -1, or the first pattern whose sigma[o, o] is not positive
+    definite."""
     n_pat, p = observed.shape
-    r = d.shape[1]
     w = np.empty((p, p))
     idx = np.empty(p, np.int64)
     small = np.empty((p, p))
     small_inv = np.empty((p, p))
     work = np.empty((p, p))
+    obs = np.empty(p, np.int64)
+    mis = np.empty(p, np.int64)
     for q in range(n_pat):
         ld = inverse_update_into(sigma, omega, logdet, observed[q], w, idx, small, small_inv, work)
         if np.isnan(ld):
             return q
-        b = bmat[q]
+        k = 0
+        m = 0
         for a in range(p):
-            for c in range(p):
-                s = 0.0
-                for k in range(p):
-                    s += sigma[a, k] * w[k, c]
-                b[a, c] = s
+            if observed[q, a]:
+                obs[k] = a
+                k += 1
+            else:
+                mis[m] = a
+                m += 1
         t = tmat[q]
-        for k in range(r):
-            for c in range(p):
+        for ia in range(active.size):
+            r1 = active[ia]
+            for jc in range(k):
+                c = obs[jc]
                 s = 0.0
-                for a in range(p):
-                    s += d[a, k] * w[a, c]
-                t[k, c] = s
+                for jb in range(k):
+                    s += d[obs[jb], r1] * w[obs[jb], c]
+                t[r1, c] = s
             s = 0.0
-            for c in range(p):
-                s += t[k, c] * mu[c]
-            tmu[q, k] = s
-            for l in range(r):
+            for jc in range(k):
+                s += t[r1, obs[jc]] * mu[obs[jc]]
+            tmu[q, r1] = s
+            for ib in range(active.size):
+                r2 = active[ib]
                 s = 0.0
-                for c in range(p):
-                    s += t[k, c] * d[c, l]
-                info[q, k, l] = s
+                for jc in range(k):
+                    s += t[r1, obs[jc]] * d[obs[jc], r2]
+                info[q, r1, r2] = s
+        kq = kmat[q]
         h = hmat[q]
         e = emat[q]
-        for a in range(p):
-            for l in range(r):
-                s = d[a, l]
-                for k in range(p):
-                    s -= b[a, k] * d[k, l]
-                h[a, l] = s
-            for c in range(p):
+        for i in range(m):
+            a = mis[i]
+            for jc in range(k):
+                c = obs[jc]
+                s = 0.0
+                for jb in range(k):
+                    s += sigma[a, obs[jb]] * w[obs[jb], c]
+                kq[a, c] = s
+            for r1 in range(d.shape[1]):
+                s = d[a, r1]
+                for jb in range(k):
+                    s -= kq[a, obs[jb]] * d[obs[jb], r1]
+                h[a, r1] = s
+            for i2 in range(m):
+                c = mis[i2]
                 s = sigma[a, c]
-                for k in range(p):
-                    s -= b[a, k] * sigma[k, c]
+                for jb in range(k):
+                    s -= kq[a, obs[jb]] * sigma[obs[jb], c]
                 e[a, c] = s
     return -1
 
 
 @njit(cache=True, fastmath=FAST)
-def cluster_posteriors(prior_precision, info, tmat, tmu, cluster_pair_ptr, pair_pattern,
-                       pair_freq, pair_sum, z, mu_z, zrows, mu_r,
+def row_sums(observed, freq, pattern_sum, pattern_sumsq, mu, kmat, hmat, emat, nm, ndd, sm,
+             y1, y2, am_all, hndd_all):
+    """The row statistics from the pattern forms and the per-pattern posterior sums:
+    y1 = sum E[y], y2 = sum E[y y'] (both triangles), am_all = sum a m' and
+    hndd_all = sum H (P + m m') n (for E[y v_R']). Per row E[y | delta] = a + H delta
+    with a_o = y_o and a_m = c_m + K y_o (c_m = mu_m - K mu_o). Accumulators zeroed by
+    the caller."""
+    n_pat, p = observed.shape
+    r = nm.shape[1]
+    obs = np.empty(p, np.int64)
+    mis = np.empty(p, np.int64)
+    cm = np.empty(p)
+    ks = np.empty(p)
+    ksso = np.empty((p, p))
+    am = np.empty((p, r))
+    hndd = np.empty((p, r))
+    for q in range(n_pat):
+        k = 0
+        m = 0
+        for a in range(p):
+            if observed[q, a]:
+                obs[k] = a
+                k += 1
+            else:
+                mis[m] = a
+                m += 1
+        n = freq[q]
+        sq = pattern_sum[q]
+        ss = pattern_sumsq[q]
+        kq = kmat[q]
+        h = hmat[q]
+        # the observed part: the data themselves
+        for ja in range(k):
+            a = obs[ja]
+            y1[a] += sq[a]
+            for jb in range(k):
+                y2[a, obs[jb]] += ss[a, obs[jb]]
+            for c in range(r):
+                am[a, c] = sm[q, a, c]
+        for i in range(m):
+            a = mis[i]
+            s = mu[a]
+            s2 = 0.0
+            for jb in range(k):
+                s -= kq[a, obs[jb]] * mu[obs[jb]]
+                s2 += kq[a, obs[jb]] * sq[obs[jb]]
+            cm[i] = s
+            ks[i] = s2
+            s3 = 0.0
+            for c in range(r):
+                s3 += h[a, c] * nm[q, c]
+            y1[a] += n * s + s2 + s3
+            for jb in range(k):
+                b = obs[jb]
+                s = 0.0
+                for jc in range(k):
+                    s += kq[a, obs[jc]] * ss[obs[jc], b]
+                ksso[i, b] = s
+                v = s + cm[i] * sq[b]      # sum a_m y_o'
+                y2[a, b] += v
+                y2[b, a] += v
+            for c in range(r):
+                s = cm[i] * nm[q, c]
+                for jb in range(k):
+                    s += kq[a, obs[jb]] * sm[q, obs[jb], c]
+                am[a, c] = s
+                s = 0.0
+                for c2 in range(r):
+                    s += h[a, c2] * ndd[q, c2, c]
+                hndd[a, c] = s
+        for i in range(m):
+            a = mis[i]
+            for i2 in range(m):
+                b = mis[i2]
+                s = n * cm[i] * cm[i2] + cm[i] * ks[i2] + ks[i] * cm[i2] + n * emat[q, a, b]
+                for jc in range(k):
+                    s += ksso[i, obs[jc]] * kq[b, obs[jc]]
+                for c in range(r):
+                    s += hndd[a, c] * h[b, c]
+                y2[a, b] += s
+        # sum a m' H' and its transpose: H has rows m only
+        for x in range(p):
+            for i in range(m):
+                b = mis[i]
+                s = 0.0
+                for c in range(r):
+                    s += am[x, c] * h[b, c]
+                y2[x, b] += s
+                y2[b, x] += s
+        for x in range(p):
+            for c in range(r):
+                am_all[x, c] += am[x, c]
+        for i in range(m):
+            a = mis[i]
+            for c in range(r):
+                hndd_all[a, c] += hndd[a, c]
+    return 0
+
+
+@njit(cache=True, fastmath=FAST)
+def cluster_posteriors(prior_precision, info, tmat, tmu, active, cluster_pair_ptr,
+                       pair_pattern, pair_freq, pair_sum, z, mu_z, zrows, mu_r,
                        t1, t2, v1n, v2n, nm, ndd, sm):
     """The posterior N(m_j, P_j) of delta per cluster and the sums built from it (all
     accumulators zeroed by the caller): t1, t2, v1n, v2n as in :class:`Statistics`;
     per pattern nm = sum n m, ndd = sum n (P + m m'), sm = sum s m' over its pairs
-    (n rows, s their sum of y). Returns -1, or the first cluster whose posterior is not
-    proper."""
+    (n rows, s their sum of y); the rows inform only the ``active`` components of delta
+    (info, tmat and tmu are zero elsewhere). Returns -1, or the first cluster whose
+    posterior is not proper."""
     n_clusters = cluster_pair_ptr.shape[0] - 1
     r = prior_precision.shape[0]
     p = pair_sum.shape[1]
@@ -143,12 +265,14 @@ def cluster_posteriors(prior_precision, info, tmat, tmu, cluster_pair_ptr, pair_
             pat = pair_pattern[q]
             n = pair_freq[q]
             n_rows += n
-            for a in range(r):
+            for ia in range(active.size):
+                a = active[ia]
                 s = -n * tmu[pat, a]
                 for c in range(p):
                     s += tmat[pat, a, c] * pair_sum[q, c]
                 eta[a] += s
-                for b in range(r):
+                for ib in range(active.size):
+                    b = active[ib]
                     precision[a, b] += n * info[pat, a, b]
         if np.isnan(cholesky_inverse_into(precision, r, cov, work)):
             return j
@@ -240,14 +364,15 @@ def expected_statistics(data, parts, complete) -> Statistics:
     if omega is None or prior_precision is None:
         raise EStepError("Sigma_w or Sigma_RR is not positive definite")
     n_pat = lv1.n_patterns
-    info = np.empty((n_pat, r, r))
-    tmat = np.empty((n_pat, r, p))
-    tmu = np.empty((n_pat, r))
-    bmat = np.empty((n_pat, p, p))
+    info = np.zeros((n_pat, r, r))
+    tmat = np.zeros((n_pat, r, p))
+    tmu = np.zeros((n_pat, r))
+    kmat = np.empty((n_pat, p, p))
     hmat = np.empty((n_pat, p, r))
     emat = np.empty((n_pat, p, p))
-    if pattern_forms(sigma_w, omega, logdet, lv1.observed, d, mu_y,
-                     info, tmat, tmu, bmat, hmat, emat) >= 0:
+    active = np.flatnonzero(np.any(d != 0.0, axis=0)).astype(np.int64)
+    if pattern_forms(sigma_w, omega, logdet, lv1.observed, d, active, mu_y,
+                     info, tmat, tmu, kmat, hmat, emat) >= 0:
         raise EStepError("Sigma_w[o, o] is not positive definite")
 
     t1, t2 = np.zeros(r), np.zeros((r, r))
@@ -255,28 +380,16 @@ def expected_statistics(data, parts, complete) -> Statistics:
     nm, ndd, sm = np.zeros((n_pat, r)), np.zeros((n_pat, r, r)), np.zeros((n_pat, p, r))
     mu_z = np.ascontiguousarray(parts["mean_u"][complete.z_u], dtype=float)
     zrows = np.ascontiguousarray(parts["Z"], dtype=float).reshape(mu_z.size, r)
-    bad = cluster_posteriors(prior_precision, info, tmat, tmu,
+    bad = cluster_posteriors(prior_precision, info, tmat, tmu, active,
                              lv1.cluster_pair_ptr, lv1.pair_pattern, lv1.pair_freq,
                              lv1.pair_sum, np.ascontiguousarray(data.z, dtype=float),
                              mu_z, zrows, mu_r, t1, t2, v1n, v2n, nm, ndd, sm)
     if bad >= 0:
         raise EStepError(f"the posterior of cluster {data.cluster_ids[bad]!r} is not proper")
 
-    # per pattern: a = c + B y (c = mu - B mu), summed over the pattern's rows
-    n = lv1.freq.astype(float)
-    c = mu_y[None, :] - bmat @ mu_y
-    b_sum = np.einsum("qab,qb->qa", bmat, lv1.pattern_sum)          # B S_p
-    a_sum = n[:, None] * c + b_sum
-    b_sumsq = bmat @ lv1.pattern_sumsq @ bmat.transpose(0, 2, 1)
-    cb = c[:, :, None] * b_sum[:, None, :]
-    aa = n[:, None, None] * c[:, :, None] * c[:, None, :] + cb + cb.transpose(0, 2, 1) + b_sumsq
-    am = c[:, :, None] * nm[:, None, :] + bmat @ sm                  # sum a m'
-    h_nm = np.einsum("qar,qr->qa", hmat, nm)
-    h_ndd = hmat @ ndd
-    am_h = am @ hmat.transpose(0, 2, 1)
-    y1 = (a_sum + h_nm).sum(axis=0)
-    y2 = (aa + am_h + am_h.transpose(0, 2, 1) + h_ndd @ hmat.transpose(0, 2, 1)
-          + n[:, None, None] * emat).sum(axis=0)
-    yv = ((a_sum + h_nm).sum(axis=0)[:, None] * mu_r[None, :] + am.sum(axis=0)
-          + h_ndd.sum(axis=0))
+    y1, y2 = np.zeros(p), np.zeros((p, p))
+    am, hndd = np.zeros((p, r)), np.zeros((p, r))
+    row_sums(lv1.observed, lv1.freq.astype(float), lv1.pattern_sum, lv1.pattern_sumsq, mu_y,
+             kmat, hmat, emat, nm, ndd, sm, y1, y2, am, hndd)
+    yv = y1[:, None] * mu_r[None, :] + am + hndd
     return Statistics(data.n_obs, data.n_clusters, t1, t2, y1, 0.5 * (y2 + y2.T), yv, v1n, v2n)

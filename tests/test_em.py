@@ -127,6 +127,44 @@ def test_em_from_a_start_far_off_returns_to_the_maximum():
     np.testing.assert_allclose(theta, reference.theta, atol=1e-4)
 
 
+FACTOR_MODEL = ("level: 1\n  fw =~ y1 + y2 + y3\nlevel: 2\n  fb =~ y1 + y2 + y3\n"
+                "  fb ~ w1\n")
+
+
+def few_clusters(n):
+    df = pd.read_csv(LAVAAN_DIR / "demo_twolevel.csv")
+    return df[df["cluster"].isin(sorted(df["cluster"].unique())[:n])]
+
+
+def test_em_does_not_follow_a_ridge_of_q():
+    """demo_twolevel's first 15 clusters: from the start, Q's maximum runs off along a
+    ridge (fb's loadings to -6e4, its variance to 0; an M-step that followed it ended
+    at logl -911.2, the data's maximum is -899.19, a Heywood case). M-steps kept within
+    a radius of the E-step's point reach the trust region's maximum (observed: 4e-15
+    per observation, estimates to 1.3e-7)."""
+    df = few_clusters(15)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = mlmiss.sem(FACTOR_MODEL, df, cluster="cluster")
+        fit = mlmiss.sem(FACTOR_MODEL, df, cluster="cluster", optimizer="em", max_seconds=60)
+    assert reference.converged and fit.converged
+    assert abs(fit.loglik - reference.loglik) <= 1e-6 * fit.nobs
+    np.testing.assert_allclose(fit.theta, reference.theta, atol=1e-5)
+
+
+def test_em_on_eight_clusters_is_at_least_the_trust_region():
+    """demo_twolevel's first 8 clusters: the trust region does not converge (logl
+    -484.57); EM, finishing on the edge, converges at a boundary solution with a higher
+    log-likelihood (observed -483.08)."""
+    df = few_clusters(8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = mlmiss.sem(FACTOR_MODEL, df, cluster="cluster", max_seconds=60)
+        fit = mlmiss.sem(FACTOR_MODEL, df, cluster="cluster", optimizer="em", max_seconds=60)
+    assert fit.converged and fit.estimate.on_boundary
+    assert fit.loglik >= reference.loglik - 1e-6 * fit.nobs
+
+
 NEAR_ZERO_MODEL = "level: 1\n  y ~ x1 + x2\nlevel: 2\n  y ~ x1 + x2 + w\n"
 
 

@@ -139,3 +139,71 @@ class CompleteData:
                               g_between.sigma_zz, g_between.sigma_yz, between=m.between_mask)
         grad = self.model.jacobian(theta).T @ flatten_gradient(g)
         return q_w + q_b, grad
+
+    # ------------------------------------------------------------------ curvature
+    def information(self, theta, stats) -> np.ndarray | None:
+        """The complete-data information at theta, J_phi' I_phi J_phi: the Hessian of -Q
+        without the terms in second derivatives of the model (Fisher scoring's matrix;
+        the M-step's Newton steps start from it). phi are the complete-data parameters
+        (shift, D, Sigma_w; mu_R, Sigma_RR); their derivatives come from the model's
+        analytic Jacobian, C = Sigma_bR Sigma_RR^-1 differentiated as
+        dC = (dSigma_bR - C dSigma_RR) Sigma_RR^-1. The within mean part uses the
+        expected statistics (sums of E[v_R], E[v_R v_R'] over rows). None where Sigma_w or
+        Sigma_RR is not positive definite."""
+        parts = self.parts(theta)
+        try:
+            lw = np.linalg.cholesky(parts["sigma_w"])
+            lr = np.linalg.cholesky(parts["sigma_RR"])
+        except np.linalg.LinAlgError:
+            return None
+        m = parts["moments"]
+        jt = self.model.moments_vector_and_jacobian(theta)[1].T      # npar x n_moments
+        npar = jt.shape[0]
+        p, k = m.mu_y.size, m.mu_z.size
+        nb, r = len(self.both), self.r_index
+        # the moment blocks of every column of the Jacobian (flatten_moments' order)
+        cut = np.cumsum([p, k, p * p, p * p, k * k, p * k])
+        d_mu_y, d_mu_z = jt[:, :cut[0]], jt[:, cut[0]:cut[1]]
+        d_sw = jt[:, cut[1]:cut[2]].reshape(npar, p, p)
+        d_sb = jt[:, cut[2]:cut[3]].reshape(npar, p, p)
+        d_szz = jt[:, cut[3]:cut[4]].reshape(npar, k, k)
+        d_syz = jt[:, cut[4]:cut[5]].reshape(npar, p, k)
+        idx = m.between_index
+        d_joint = np.concatenate([
+            np.concatenate([d_sb[:, idx][:, :, idx], d_syz[:, idx]], axis=2),
+            np.concatenate([d_syz[:, idx].transpose(0, 2, 1), d_szz], axis=2)], axis=1)
+        d_mean_u = np.concatenate([d_mu_y[:, idx], d_mu_z], axis=1)
+        s_rr, c, mu_r = parts["sigma_RR"], parts["C"], parts["mu_R"]
+        s_inv = np.linalg.inv(s_rr)
+        d_srr = d_joint[:, r][:, :, r]
+        d_c = (d_joint[:, :nb][:, :, r] - c @ d_srr) @ s_inv          # npar x |b| x |R|
+        d_d = np.zeros((npar, p, r.size))
+        d_d[:, self.both_y] = d_c
+        d = np.zeros((p, r.size))
+        d[self.both_y] = c
+        d_mu_r = d_mean_u[:, r]
+        d_shift = d_mu_y - d_d @ mu_r - d_mu_r @ d.T
+        n, j = float(stats.n_rows), float(stats.n_clusters)
+
+        lw_inv = _lower_inverse(lw)
+        lr_inv = _lower_inverse(lr)
+        x_w = (lw_inv @ d_sw @ lw_inv.T).reshape(npar, -1)            # L^-1 dSigma L^-T
+        x_b = (lr_inv @ d_srr @ lr_inv.T).reshape(npar, -1)
+        # within means: rows y = shift + D v_R + e; E over v_R from the statistics
+        second = np.block([[np.array([[n]]), stats.v1n[None, :]],
+                           [stats.v1n[:, None], stats.v2n]])
+        try:
+            l_m = np.linalg.cholesky(0.5 * (second + second.T))
+        except np.linalg.LinAlgError:
+            return None
+        g = np.concatenate([d_shift[:, :, None], d_d], axis=2)          # npar x P x (1+R)
+        y_w = (lw_inv @ g @ l_m).reshape(npar, -1)
+        y_b = d_mu_r @ lr_inv.T
+        return (0.5 * n * x_w @ x_w.T + y_w @ y_w.T
+                + 0.5 * j * x_b @ x_b.T + j * y_b @ y_b.T)
+
+
+def _lower_inverse(lower):
+    from scipy.linalg import solve_triangular
+
+    return solve_triangular(lower, np.eye(lower.shape[0]), lower=True)

@@ -12,7 +12,6 @@ grows fourfold each time a full-length extrapolation is kept.
 from __future__ import annotations
 
 import time
-import warnings
 from typing import NamedTuple
 
 import numpy as np

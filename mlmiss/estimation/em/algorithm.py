@@ -98,7 +98,8 @@ class EMSteps:
 def fisher_scoring(f_and_grad, inverse_information, x, gtol, fallback=None, maxiter=100,
                    radius=None):
     """Minimize f (-Q/N) from x by Fisher scoring: steps -I(x)^-1 grad with the
-    complete-data information I recomputed at every iterate (within a few per cent of
+    complete-data information I (computed at x, and again after any step that was not
+    Newton-like; ``fallback`` where it is not positive definite) (within a few per cent of
     Q's Hessian near the maximum and, unlike it, positive definite far from it: from
     paper_like's start 8 iterations, where BFGS from the same matrix took 200
     evaluations), halved until f decreases (Armijo). Stops at ``gtol`` or when f changes
@@ -110,12 +111,18 @@ def fisher_scoring(f_and_grad, inverse_information, x, gtol, fallback=None, maxi
     f, g = f_and_grad(x)
     h = fallback
     flat = 0   # iterations in a row that changed f only at round-off
+    # within an M-step the information is kept while its steps are Newton-like (a full
+    # step that cut the gradient tenfold): it costs more than an evaluation of Q. (Kept
+    # across E-steps too, it made the EM map rougher: paper_like took 58 E-steps, not 23)
+    good = False
     for _ in range(maxiter):
-        if float(np.max(np.abs(g), initial=0.0)) <= gtol or flat >= 2:
+        g_max = float(np.max(np.abs(g), initial=0.0))
+        if g_max <= gtol or flat >= 2:
             break
-        h_new = inverse_information(x)
-        if h_new is not None:
-            h = h_new
+        if not good:
+            h_new = inverse_information(x)
+            if h_new is not None:
+                h = h_new
         d = -(h @ g) if h is not None else -g
         slope = float(g @ d)
         if slope >= 0.0:
@@ -129,6 +136,7 @@ def fisher_scoring(f_and_grad, inverse_information, x, gtol, fallback=None, maxi
         else:
             break   # no decrease along d: at the round-off level of f
         flat = flat + 1 if f - f_new <= 1e-15 * abs(f) else 0
+        good = t == 1.0 and float(np.max(np.abs(g_new), initial=0.0)) <= 0.1 * g_max
         x, f, g = x + t * d, f_new, g_new
         if radius is not None and np.linalg.norm(x - origin) >= (1.0 - 1e-9) * radius:
             break

@@ -52,6 +52,22 @@ class EStepError(ArithmeticError):
 
 
 # ---------------------------------------------------------------- kernels
+@njit(cache=True)
+def split_pattern(observed, obs, mis):
+    """The indices of a pattern's observed and missing variables into obs and mis;
+    returns their counts (k, m)."""
+    k = 0
+    m = 0
+    for a in range(observed.shape[0]):
+        if observed[a]:
+            obs[k] = a
+            k += 1
+        else:
+            mis[m] = a
+            m += 1
+    return k, m
+
+
 @njit(cache=True, fastmath=FAST)
 def pattern_forms(sigma, omega, logdet, observed, d, active, mu, info, tmat, tmu, kmat,
                   hmat, emat):
@@ -75,15 +91,7 @@ def pattern_forms(sigma, omega, logdet, observed, d, active, mu, info, tmat, tmu
         ld = inverse_update_into(sigma, omega, logdet, observed[q], w, idx, small, small_inv, work)
         if np.isnan(ld):
             return q
-        k = 0
-        m = 0
-        for a in range(p):
-            if observed[q, a]:
-                obs[k] = a
-                k += 1
-            else:
-                mis[m] = a
-                m += 1
+        k, m = split_pattern(observed[q], obs, mis)
         t = tmat[q]
         for ia in range(active.size):
             r1 = active[ia]
@@ -146,15 +154,7 @@ def row_sums(observed, freq, pattern_sum, pattern_sumsq, mu, kmat, hmat, emat, n
     am = np.empty((p, r))
     hndd = np.empty((p, r))
     for q in range(n_pat):
-        k = 0
-        m = 0
-        for a in range(p):
-            if observed[q, a]:
-                obs[k] = a
-                k += 1
-            else:
-                mis[m] = a
-                m += 1
+        k, m = split_pattern(observed[q], obs, mis)
         n = freq[q]
         sq = pattern_sum[q]
         ss = pattern_sumsq[q]

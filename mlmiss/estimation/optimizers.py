@@ -58,13 +58,13 @@ def optimize(problem, theta0, optimizer: str = "auto", maxiter: int = 1000,
     running after two seconds shows a progress line (:mod:`mlmiss.progress`; ``verbose``
     None: when stderr is a terminal) named ``label``. ``optimizer="em"`` runs the EM
     algorithm (:mod:`.em`) with ``em_options`` (em_iter_max, em_fx_tol, em_dx_tol,
-    em_accel)."""
+    em_accel); ``maxiter`` then caps the boundary phase that may finish it."""
     from scipy.optimize import minimize  # imported here: slow, and not needed for loglik
 
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
     if optimizer == "em":
-        return _em(problem, theta0, max_seconds, verbose, label, em_options or {})
+        return _em(problem, theta0, maxiter, max_seconds, verbose, label, em_options or {})
     # the optimizer works on u = theta / scales (:mod:`.scaling`): gradients, trust
     # regions and the convergence test in the units of the data
     scales = np.asarray(problem.scales, dtype=float)
@@ -130,7 +130,7 @@ def optimize(problem, theta0, optimizer: str = "auto", maxiter: int = 1000,
                     on_boundary=on_boundary)
 
 
-def _em(problem, theta0, max_seconds, verbose, label, options) -> Estimate:
+def _em(problem, theta0, maxiter, max_seconds, verbose, label, options) -> Estimate:
     from .em.algorithm import fit_em
 
     began = time.perf_counter()
@@ -144,7 +144,7 @@ def _em(problem, theta0, max_seconds, verbose, label, options) -> Estimate:
         # an eigenvalue of Sigma_b tends to zero): the rest of the way on the edge
         n = float(problem.data.n_obs)
         clock = _Clock(began, max_seconds, progress_bar(f"{label} (EM)", verbose))
-        edge = _on_the_edge(problem, theta, -logl / n, 1000, began, max_seconds, clock)
+        edge = _on_the_edge(problem, theta, -logl / n, maxiter, began, max_seconds, clock)
         clock.progress.close()
         if edge is not None:
             theta, fun, max_grad, more, on_boundary, why = edge

@@ -15,7 +15,7 @@ from conftest import LAVAAN_DIR
 from mlmiss.estimation.build import build_problem
 from mlmiss.estimation.em.algorithm import fit_em
 from mlmiss.estimation.em.complete import CompleteData
-from mlmiss.estimation.em.estep import expected_statistics
+from mlmiss.estimation.em.estep import Statistics, expected_statistics
 from mlmiss.estimation.optimizers import optimize
 
 
@@ -63,6 +63,39 @@ def test_q_gradient_matches_finite_differences():
                     - complete.q_and_gradient(other - h * e, stats)[0]) / (2 * h)
                    for e in np.eye(theta.size)])
     np.testing.assert_allclose(fd, g, atol=1e-6 * np.max(np.abs(g)))
+
+
+@pytest.mark.parametrize("name", ["demo_twolevel_missing", "singular_between"])
+def test_information_is_the_hessian_where_the_statistics_fit_the_model(name):
+    """Given sufficient statistics equal to their expectation under the complete-data
+    model at theta, Q is maximal at theta and its Hessian there is minus the
+    complete-data information (the terms in second derivatives of the model vanish with
+    dQ/dphi): the kernel's information against finite differences of Q's gradient;
+    observed: 4e-11 and 8e-10 relative (the differences' error), the gradient 2e-17."""
+    problem = problem_of(name)
+    complete = CompleteData(problem)
+    theta = problem.start() * 1.02 + 0.01
+    parts = complete.parts(theta)
+    base = expected_statistics(problem.data, parts, complete)
+    n, j = float(base.n_rows), float(base.n_clusters)
+    mu_r, s_rr = parts["mu_R"], parts["sigma_RR"]
+    d = np.zeros((len(complete.y_names), mu_r.size))
+    d[complete.both_y] = parts["C"]
+    shift = parts["mu_y"] - d @ mu_r
+    g = np.column_stack([shift, d])
+    second = np.block([[np.array([[n]]), base.v1n[None, :]], [base.v1n[:, None], base.v2n]])
+    fitted = Statistics(base.n_rows, base.n_clusters, j * mu_r, j * (s_rr + np.outer(mu_r, mu_r)),
+                        n * shift + d @ base.v1n, n * parts["sigma_w"] + g @ second @ g.T,
+                        np.outer(shift, base.v1n) + d @ base.v2n, base.v1n, base.v2n)
+    _, grad = complete.q_and_gradient(theta, fitted)
+    info = complete.information(theta, fitted)
+    scale = np.max(np.abs(info))
+    assert np.max(np.abs(grad)) <= 1e-14 * scale
+    h = 1e-6
+    hessian = np.array([(complete.q_and_gradient(theta + h * e, fitted)[1]
+                         - complete.q_and_gradient(theta - h * e, fitted)[1]) / (2 * h)
+                        for e in np.eye(theta.size)])
+    np.testing.assert_allclose(info, -0.5 * (hessian + hessian.T), atol=5e-9 * scale)
 
 
 def test_em_reaches_the_trust_region_maximum():

@@ -15,12 +15,13 @@ import time
 from typing import NamedTuple
 
 import numpy as np
+from scipy.linalg import lapack
 
 from ...progress import progress_bar
 from ...threads import one_blas_thread
 from ..boundary import INADMISSIBLE, between_eigenvalues
 from .complete import CompleteData
-from .estep import EStepError, expected_statistics
+from .estep import EStepError, Workspace, expected_statistics
 
 ACCELERATIONS = ("squarem", None)
 
@@ -66,12 +67,15 @@ class EMSteps:
         self.e_steps = 0
         # the last inverse information: the M-step's steps where a new one fails
         self.hess_inv = None
+        self.work = None   # the E-step's arrays, reused
 
     def __call__(self, u, gtol=1e-10):
         theta = self.scales * u
         try:
+            self.work = Workspace.reuse(self.work, self.problem.data,
+                                        self.complete.r_index.size)
             stats = expected_statistics(self.problem.data, self.complete.parts(theta),
-                                        self.complete)
+                                        self.complete, self.work)
         except (np.linalg.LinAlgError, EStepError):
             return None
         self.e_steps += 1
@@ -152,13 +156,15 @@ def _to_sphere(offset, d, radius) -> float:
 
 
 def _inverse_if_positive_definite(matrix):
-    """The inverse of a symmetric positive definite matrix, else None."""
-    try:
-        lower = np.linalg.cholesky(0.5 * (matrix + matrix.T))
-    except np.linalg.LinAlgError:
+    """The inverse of a symmetric positive definite matrix (its lower triangle is read),
+    else None; by LAPACK's Cholesky routines directly (half the time of numpy's)."""
+    factor, info = lapack.dpotrf(matrix, lower=True, clean=False)
+    if info != 0:
         return None
-    inverse_lower = np.linalg.inv(lower)
-    inverse = inverse_lower.T @ inverse_lower
+    inverse, info = lapack.dpotri(factor, lower=True)
+    if info != 0:
+        return None
+    inverse = np.tril(inverse) + np.tril(inverse, -1).T
     return inverse if np.all(np.isfinite(inverse)) else None
 
 

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...data.levels import between_cov, between_cov_gradient
-from ...data.moments import Moments
-from ...model.ram import TwoLevelModel, flatten_gradient
+from ...data.levels import between_cov
+from ...model.ram import TwoLevelModel
+from .q_kernels import information_factor, information_width, q_and_moment_gradient
 
 
 def _latent_as_observed(table):
@@ -69,6 +69,29 @@ class CompleteData:
         y_index = {v: i for i, v in enumerate(self.y_names)}
         self.both_y = np.array([y_index[v] for v in self.both], dtype=np.int64)
         self.z_u = np.arange(len(self.both), len(self.both) + len(model.z_names))
+        self._maps = self._moment_maps()
+        self._last = None
+        self._width = information_width(len(self.y_names), self.r_index.size)
+
+    def _moment_maps(self):
+        """Where the complete model's flattened moments hold mu_y, Sigma_w, the level-2
+        means (over U) and the joint level-2 covariance (U x U), for the kernels of
+        :mod:`.q_kernels`; then the random nodes R and the rows of b in y."""
+        o = self.model.offsets
+        p, k = len(self.y_names), len(self.model.z_names)
+        b = self.both_y
+        nb = b.size
+        mu_pos = o["mu_y"] + np.arange(p)
+        sw_pos = o["sigma_w"] + np.arange(p * p).reshape(p, p)
+        mean_pos = np.concatenate([o["mu_y"] + b, o["mu_z"] + np.arange(k)])
+        joint_pos = np.empty((nb + k, nb + k), dtype=np.int64)
+        joint_pos[:nb, :nb] = o["sigma_b"] + b[:, None] * p + b[None, :]
+        yz = o["sigma_yz"] + b[:, None] * k + np.arange(k)[None, :]
+        joint_pos[:nb, nb:] = yz
+        joint_pos[nb:, :nb] = yz.T
+        joint_pos[nb:, nb:] = o["sigma_zz"] + np.arange(k * k).reshape(k, k)
+        return (mu_pos.astype(np.int64), sw_pos.astype(np.int64), mean_pos.astype(np.int64),
+                joint_pos, self.r_index.astype(np.int64), b.astype(np.int64))
 
     # ------------------------------------------------------------------ moments
     def parts(self, theta):
@@ -86,59 +109,27 @@ class CompleteData:
                 "mu_R": mean_u[r], "sigma_RR": s_rr, "joint": joint,
                 "C": weights[:len(self.both)], "Z": weights[self.z_u]}
 
+    def _moments_and_jacobian(self, theta):
+        """The complete model's moments vector and Jacobian at theta; the last pair is
+        kept, for the M-step asks for the information where it has just evaluated Q."""
+        key = np.asarray(theta, dtype=float).tobytes()
+        if self._last is None or self._last[0] != key:
+            self._last = (key, *self.model.moments_vector_and_jacobian(theta))
+        return self._last[1], self._last[2]
+
     # ------------------------------------------------------------------ Q
     def q_and_gradient(self, theta, stats):
         """Q(theta) = E[complete-data log-likelihood] (constants dropped) and its
         gradient in theta; (-inf, None) where Sigma_w or Sigma_RR is not positive
         definite."""
-        try:
-            parts = self.parts(theta)
-            lw = np.linalg.cholesky(parts["sigma_w"])
-            lr = np.linalg.cholesky(parts["sigma_RR"])
-        except np.linalg.LinAlgError:
+        vec, jac = self._moments_and_jacobian(theta)
+        grad = np.zeros(vec.size)
+        q = q_and_moment_gradient(vec, *self._maps, float(stats.n_rows),
+                                  float(stats.n_clusters), stats.t1, stats.t2, stats.y1,
+                                  stats.y2, stats.yv, stats.v1n, stats.v2n, grad)
+        if np.isnan(q):
             return -np.inf, None
-        m = parts["moments"]
-        p, nb = len(self.y_names), len(self.both)
-        mu_r, s_rr, c = parts["mu_R"], parts["sigma_RR"], parts["C"]
-        emb = np.zeros((p, nb))
-        emb[self.both_y, np.arange(nb)] = 1.0
-        d = emb @ c                                           # P x R
-        shift = m.mu_y - d @ mu_r                             # c in docs/em.md
-        n, j = stats.n_rows, stats.n_clusters
-        # within: residuals r = y - shift - D v_R
-        r1 = stats.y1 - n * shift - d @ stats.v1n
-        rv = stats.yv - np.outer(shift, stats.v1n) - d @ stats.v2n
-        w = (stats.y2 - stats.yv @ d.T - d @ stats.yv.T + d @ stats.v2n @ d.T
-             - np.outer(r1 + n * shift, shift) - np.outer(shift, stats.y1 - d @ stats.v1n)
-             + n * np.outer(shift, shift))
-        w = 0.5 * (w + w.T)
-        a = np.linalg.inv(parts["sigma_w"])
-        q_w = -n * np.sum(np.log(np.diag(lw))) - 0.5 * np.sum(a * w)
-        # between: v_R ~ N(mu_R, Sigma_RR)
-        m_r = stats.t2 - np.outer(mu_r, stats.t1) - np.outer(stats.t1, mu_r) + j * np.outer(mu_r, mu_r)
-        s_inv = np.linalg.inv(s_rr)
-        q_b = -j * np.sum(np.log(np.diag(lr))) - 0.5 * np.sum(s_inv * m_r)
-
-        # gradient with respect to the moments, then J' g
-        g_sw = -0.5 * n * a + 0.5 * a @ w @ a
-        ar1 = a @ r1
-        g_mu_y = ar1.copy()                                   # through shift
-        g_mu_u = np.zeros(len(self.u_names))
-        g_mu_u[self.r_index] += -(d.T @ ar1) + s_inv @ (stats.t1 - j * mu_r)
-        g_c = emb.T @ (a @ rv) - np.outer(emb.T @ ar1, mu_r)  # dQ/dC, |b| x |R|
-        g_joint = np.zeros((len(self.u_names),) * 2)
-        r = self.r_index
-        bpos = np.arange(nb)
-        g_joint[np.ix_(bpos, r)] += g_c @ s_inv               # through Sigma_bR
-        g_joint[np.ix_(r, r)] += -c.T @ g_c @ s_inv           # through Sigma_RR in C
-        g_joint[np.ix_(r, r)] += -0.5 * j * s_inv + 0.5 * s_inv @ m_r @ s_inv
-        g_joint = 0.5 * (g_joint + g_joint.T)
-        g_between = between_cov_gradient(g_joint, m)
-        g_mu_y[m.between_index] += g_mu_u[:nb]
-        g = Moments.unchecked(g_mu_y, g_mu_u[nb:], g_sw, g_between.sigma_b,
-                              g_between.sigma_zz, g_between.sigma_yz, between=m.between_mask)
-        grad = self.model.jacobian(theta).T @ flatten_gradient(g)
-        return q_w + q_b, grad
+        return q, jac.T @ grad
 
     # ------------------------------------------------------------------ curvature
     def information(self, theta, stats) -> np.ndarray | None:
@@ -148,62 +139,11 @@ class CompleteData:
         (shift, D, Sigma_w; mu_R, Sigma_RR); their derivatives come from the model's
         analytic Jacobian, C = Sigma_bR Sigma_RR^-1 differentiated as
         dC = (dSigma_bR - C dSigma_RR) Sigma_RR^-1. The within mean part uses the
-        expected statistics (sums of E[v_R], E[v_R v_R'] over rows). None where Sigma_w or
-        Sigma_RR is not positive definite."""
-        parts = self.parts(theta)
-        try:
-            lw = np.linalg.cholesky(parts["sigma_w"])
-            lr = np.linalg.cholesky(parts["sigma_RR"])
-        except np.linalg.LinAlgError:
+        expected statistics (sums of E[v_R], E[v_R v_R'] over rows). None where Sigma_w,
+        Sigma_RR or those sums are not positive definite."""
+        vec, jac = self._moments_and_jacobian(theta)
+        rows = np.empty((self.npar, self._width))
+        if information_factor(jac.T, vec, *self._maps, float(stats.n_rows),
+                              float(stats.n_clusters), stats.v1n, stats.v2n, rows):
             return None
-        m = parts["moments"]
-        jt = self.model.moments_vector_and_jacobian(theta)[1].T      # npar x n_moments
-        npar = jt.shape[0]
-        p, k = m.mu_y.size, m.mu_z.size
-        nb, r = len(self.both), self.r_index
-        # the moment blocks of every column of the Jacobian (flatten_moments' order)
-        cut = np.cumsum([p, k, p * p, p * p, k * k, p * k])
-        d_mu_y, d_mu_z = jt[:, :cut[0]], jt[:, cut[0]:cut[1]]
-        d_sw = jt[:, cut[1]:cut[2]].reshape(npar, p, p)
-        d_sb = jt[:, cut[2]:cut[3]].reshape(npar, p, p)
-        d_szz = jt[:, cut[3]:cut[4]].reshape(npar, k, k)
-        d_syz = jt[:, cut[4]:cut[5]].reshape(npar, p, k)
-        idx = m.between_index
-        d_joint = np.concatenate([
-            np.concatenate([d_sb[:, idx][:, :, idx], d_syz[:, idx]], axis=2),
-            np.concatenate([d_syz[:, idx].transpose(0, 2, 1), d_szz], axis=2)], axis=1)
-        d_mean_u = np.concatenate([d_mu_y[:, idx], d_mu_z], axis=1)
-        s_rr, c, mu_r = parts["sigma_RR"], parts["C"], parts["mu_R"]
-        s_inv = np.linalg.inv(s_rr)
-        d_srr = d_joint[:, r][:, :, r]
-        d_c = (d_joint[:, :nb][:, :, r] - c @ d_srr) @ s_inv          # npar x |b| x |R|
-        d_d = np.zeros((npar, p, r.size))
-        d_d[:, self.both_y] = d_c
-        d = np.zeros((p, r.size))
-        d[self.both_y] = c
-        d_mu_r = d_mean_u[:, r]
-        d_shift = d_mu_y - d_d @ mu_r - d_mu_r @ d.T
-        n, j = float(stats.n_rows), float(stats.n_clusters)
-
-        lw_inv = _lower_inverse(lw)
-        lr_inv = _lower_inverse(lr)
-        x_w = (lw_inv @ d_sw @ lw_inv.T).reshape(npar, -1)            # L^-1 dSigma L^-T
-        x_b = (lr_inv @ d_srr @ lr_inv.T).reshape(npar, -1)
-        # within means: rows y = shift + D v_R + e; E over v_R from the statistics
-        second = np.block([[np.array([[n]]), stats.v1n[None, :]],
-                           [stats.v1n[:, None], stats.v2n]])
-        try:
-            l_m = np.linalg.cholesky(0.5 * (second + second.T))
-        except np.linalg.LinAlgError:
-            return None
-        g = np.concatenate([d_shift[:, :, None], d_d], axis=2)          # npar x P x (1+R)
-        y_w = (lw_inv @ g @ l_m).reshape(npar, -1)
-        y_b = d_mu_r @ lr_inv.T
-        return (0.5 * n * x_w @ x_w.T + y_w @ y_w.T
-                + 0.5 * j * x_b @ x_b.T + j * y_b @ y_b.T)
-
-
-def _lower_inverse(lower):
-    from scipy.linalg import solve_triangular
-
-    return solve_triangular(lower, np.eye(lower.shape[0]), lower=True)
+        return rows @ rows.T

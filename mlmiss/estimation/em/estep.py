@@ -69,17 +69,17 @@ def split_pattern(observed, obs, mis):
 
 
 @njit(cache=True, fastmath=FAST)
-def pattern_forms(sigma, omega, logdet, observed, d, active, mu, info, tmat, tmu, kmat,
-                  hmat, emat):
+def pattern_forms(sigma, omega, logdet, observed, d, mu, info, tmat, tmu, kmat, hmat, emat):
     """Per level-1 pattern p with observed set o and missing set m: info = D_o' W D_o,
     T = D_o' W (zero columns m), T mu, and for the missing rows the regression
-    K = Sigma[m, o] W (into kmat[p][m, o]), H_m = D_m - K D_o and the conditional
-    covariance E_mm = Sigma[m, m] - K Sigma[o, m] (W = sigma[o, o]^-1; rows o of B, H
-    and E are the identity or zero, so they are never formed). Only the columns
-    ``active`` of D (those not identically zero) are visited; info and tmat must come
-    zeroed. Returns -1, or the first pattern whose sigma[o, o] is not positive
-    definite."""
+    K = Sigma[m, o] W (into kmat[p][m, :], zero columns m), H_m = D_m - K D_o and the
+    conditional covariance E_mm = Sigma[m, m] - K Sigma[o, m] (W = sigma[o, o]^-1
+    padded with zeros; rows o of B, H and E are the identity or zero, so they are never
+    formed). Loops run over whole padded rows, which vectorize: cheaper than visiting
+    the observed entries alone. info and tmat must come zeroed. Returns -1, or the first
+    pattern whose sigma[o, o] is not positive definite."""
     n_pat, p = observed.shape
+    r = d.shape[1]
     w = np.empty((p, p))
     idx = np.empty(p, np.int64)
     small = np.empty((p, p))
@@ -93,40 +93,43 @@ def pattern_forms(sigma, omega, logdet, observed, d, active, mu, info, tmat, tmu
             return q
         k, m = split_pattern(observed[q], obs, mis)
         t = tmat[q]
-        for ia in range(active.size):
-            r1 = active[ia]
-            for jc in range(k):
-                c = obs[jc]
-                s = 0.0
-                for jb in range(k):
-                    s += d[obs[jb], r1] * w[obs[jb], c]
-                t[r1, c] = s
+        # T = D' W over the observed rows of D (W's other rows are zero)
+        for jb in range(k):
+            b = obs[jb]
+            for r1 in range(r):
+                dv = d[b, r1]
+                if dv != 0.0:
+                    for c in range(p):
+                        t[r1, c] += dv * w[b, c]
+        inf = info[q]
+        for r1 in range(r):
             s = 0.0
-            for jc in range(k):
-                s += t[r1, obs[jc]] * mu[obs[jc]]
+            for c in range(p):
+                tv = t[r1, c]
+                s += tv * mu[c]
+                if tv != 0.0:
+                    for r2 in range(r):
+                        inf[r1, r2] += tv * d[c, r2]
             tmu[q, r1] = s
-            for ib in range(active.size):
-                r2 = active[ib]
-                s = 0.0
-                for jc in range(k):
-                    s += t[r1, obs[jc]] * d[obs[jc], r2]
-                info[q, r1, r2] = s
         kq = kmat[q]
         h = hmat[q]
         e = emat[q]
         for i in range(m):
             a = mis[i]
-            for jc in range(k):
-                c = obs[jc]
-                s = 0.0
-                for jb in range(k):
-                    s += sigma[a, obs[jb]] * w[obs[jb], c]
-                kq[a, c] = s
-            for r1 in range(d.shape[1]):
-                s = d[a, r1]
-                for jb in range(k):
-                    s -= kq[a, obs[jb]] * d[obs[jb], r1]
-                h[a, r1] = s
+            for c in range(p):
+                kq[a, c] = 0.0
+            for jb in range(k):
+                b = obs[jb]
+                sv = sigma[a, b]
+                for c in range(p):
+                    kq[a, c] += sv * w[b, c]
+            for r1 in range(r):
+                h[a, r1] = d[a, r1]
+            for jb in range(k):
+                b = obs[jb]
+                kv = kq[a, b]
+                for r1 in range(r):
+                    h[a, r1] -= kv * d[b, r1]
             for i2 in range(m):
                 c = mis[i2]
                 s = sigma[a, c]
@@ -229,21 +232,22 @@ def row_sums(observed, freq, pattern_sum, pattern_sumsq, mu, kmat, hmat, emat, n
 
 
 @njit(cache=True, fastmath=FAST)
-def cluster_posteriors(prior_precision, info, tmat, tmu, active, cluster_pair_ptr,
+def cluster_posteriors(prior_precision, info, tmat, tmu, complete_pattern, cluster_pair_ptr,
                        pair_pattern, pair_freq, pair_sum, z, mu_z, zrows, mu_r,
                        t1, t2, v1n, v2n, nm, ndd, sm):
     """The posterior N(m_j, P_j) of delta per cluster and the sums built from it (all
     accumulators zeroed by the caller): t1, t2, v1n, v2n as in :class:`Statistics`;
     per pattern nm = sum n m, ndd = sum n (P + m m'), sm = sum s m' over its pairs
-    (n rows, s their sum of y); the rows inform only the ``active`` components of delta
-    (info, tmat and tmu are zero elsewhere). Returns -1, or the first cluster whose
-    posterior is not proper."""
+    (n rows, s their sum of y); nm and ndd only serve the missing values, so they are
+    left at zero for the patterns flagged ``complete_pattern``. Returns -1, or the
+    first cluster whose posterior is not proper."""
     n_clusters = cluster_pair_ptr.shape[0] - 1
     r = prior_precision.shape[0]
     p = pair_sum.shape[1]
     k_all = z.shape[1]
     precision = np.empty((r, r))
     cov = np.empty((r, r))
+    second = np.empty((r, r))
     work = np.empty((r, r))
     eta = np.empty(r)
     mean = np.empty(r)
@@ -265,14 +269,12 @@ def cluster_posteriors(prior_precision, info, tmat, tmu, active, cluster_pair_pt
             pat = pair_pattern[q]
             n = pair_freq[q]
             n_rows += n
-            for ia in range(active.size):
-                a = active[ia]
+            for a in range(r):
                 s = -n * tmu[pat, a]
                 for c in range(p):
                     s += tmat[pat, a, c] * pair_sum[q, c]
                 eta[a] += s
-                for ib in range(active.size):
-                    b = active[ib]
+                for b in range(r):
                     precision[a, b] += n * info[pat, a, b]
         if np.isnan(cholesky_inverse_into(precision, r, cov, work)):
             return j
@@ -333,13 +335,17 @@ def cluster_posteriors(prior_precision, info, tmat, tmu, active, cluster_pair_pt
                 vv = cov[a, b] + v[a] * v[b]
                 t2[a, b] += vv
                 v2n[a, b] += n_rows * vv
+        for a in range(r):
+            for b in range(r):
+                second[a, b] = cov[a, b] + mean[a] * mean[b]
         for q in range(cluster_pair_ptr[j], cluster_pair_ptr[j + 1]):
             pat = pair_pattern[q]
             n = pair_freq[q]
-            for a in range(r):
-                nm[pat, a] += n * mean[a]
-                for b in range(r):
-                    ndd[pat, a, b] += n * (cov[a, b] + mean[a] * mean[b])
+            if not complete_pattern[pat]:
+                for a in range(r):
+                    nm[pat, a] += n * mean[a]
+                    for b in range(r):
+                        ndd[pat, a, b] += n * second[a, b]
             for c in range(p):
                 s = pair_sum[q, c]
                 for a in range(r):
@@ -348,9 +354,35 @@ def cluster_posteriors(prior_precision, info, tmat, tmu, active, cluster_pair_pt
 
 
 # ---------------------------------------------------------------- the E-step
-def expected_statistics(data, parts, complete) -> Statistics:
+class Workspace:
+    """The E-step's per-pattern arrays for one data set and |R|, allocated once and
+    reused by every E-step (fresh arrays of this size cost page faults each time: on
+    paper_like the pattern kernel ran at half speed inside EM)."""
+
+    def __init__(self, n_pat: int, p: int, r: int):
+        self.shape = (n_pat, p, r)
+        self.info = np.empty((n_pat, r, r))
+        self.tmat = np.empty((n_pat, r, p))
+        self.tmu = np.empty((n_pat, r))
+        self.kmat = np.empty((n_pat, p, p))
+        self.hmat = np.empty((n_pat, p, r))
+        self.emat = np.empty((n_pat, p, p))
+        self.nm = np.empty((n_pat, r))
+        self.ndd = np.empty((n_pat, r, r))
+        self.sm = np.empty((n_pat, p, r))
+
+    @classmethod
+    def reuse(cls, work, data, r: int) -> "Workspace":
+        """``work`` when it fits this data set and |R|, else a new one."""
+        shape = (data.level1.n_patterns, data.n_y, r)
+        return work if work is not None and work.shape == shape else cls(*shape)
+
+
+def expected_statistics(data, parts, complete, work: Workspace | None = None) -> Statistics:
     """The E-step at the model ``parts`` (:meth:`CompleteData.parts`). Raises
-    :class:`EStepError` where Sigma_w, Sigma_RR or a posterior is not positive definite."""
+    :class:`EStepError` where Sigma_w, Sigma_RR or a posterior is not positive definite.
+    ``work``: a :class:`Workspace` to reuse (one is made when it is None or of another
+    shape)."""
     lv1 = data.level1
     p = data.n_y
     mu_y = np.ascontiguousarray(parts["mu_y"], dtype=float)
@@ -363,33 +395,28 @@ def expected_statistics(data, parts, complete) -> Statistics:
     prior_precision, _ = cholesky_inverse(parts["sigma_RR"])
     if omega is None or prior_precision is None:
         raise EStepError("Sigma_w or Sigma_RR is not positive definite")
-    n_pat = lv1.n_patterns
-    info = np.zeros((n_pat, r, r))
-    tmat = np.zeros((n_pat, r, p))
-    tmu = np.zeros((n_pat, r))
-    kmat = np.empty((n_pat, p, p))
-    hmat = np.empty((n_pat, p, r))
-    emat = np.empty((n_pat, p, p))
-    active = np.flatnonzero(np.any(d != 0.0, axis=0)).astype(np.int64)
-    if pattern_forms(sigma_w, omega, logdet, lv1.observed, d, active, mu_y,
-                     info, tmat, tmu, kmat, hmat, emat) >= 0:
+    work = Workspace.reuse(work, data, r)
+    for name in ("info", "tmat", "tmu", "nm", "ndd", "sm"):
+        getattr(work, name).fill(0.0)
+    if pattern_forms(sigma_w, omega, logdet, lv1.observed, d, mu_y, work.info,
+                     work.tmat, work.tmu, work.kmat, work.hmat, work.emat) >= 0:
         raise EStepError("Sigma_w[o, o] is not positive definite")
 
     t1, t2 = np.zeros(r), np.zeros((r, r))
     v1n, v2n = np.zeros(r), np.zeros((r, r))
-    nm, ndd, sm = np.zeros((n_pat, r)), np.zeros((n_pat, r, r)), np.zeros((n_pat, p, r))
     mu_z = np.ascontiguousarray(parts["mean_u"][complete.z_u], dtype=float)
     zrows = np.ascontiguousarray(parts["Z"], dtype=float).reshape(mu_z.size, r)
-    bad = cluster_posteriors(prior_precision, info, tmat, tmu, active,
+    bad = cluster_posteriors(prior_precision, work.info, work.tmat, work.tmu,
+                             lv1.observed.all(axis=1),
                              lv1.cluster_pair_ptr, lv1.pair_pattern, lv1.pair_freq,
                              lv1.pair_sum, np.ascontiguousarray(data.z, dtype=float),
-                             mu_z, zrows, mu_r, t1, t2, v1n, v2n, nm, ndd, sm)
+                             mu_z, zrows, mu_r, t1, t2, v1n, v2n, work.nm, work.ndd, work.sm)
     if bad >= 0:
         raise EStepError(f"the posterior of cluster {data.cluster_ids[bad]!r} is not proper")
 
     y1, y2 = np.zeros(p), np.zeros((p, p))
     am, hndd = np.zeros((p, r)), np.zeros((p, r))
     row_sums(lv1.observed, lv1.freq.astype(float), lv1.pattern_sum, lv1.pattern_sumsq, mu_y,
-             kmat, hmat, emat, nm, ndd, sm, y1, y2, am, hndd)
+             work.kmat, work.hmat, work.emat, work.nm, work.ndd, work.sm, y1, y2, am, hndd)
     yv = y1[:, None] * mu_r[None, :] + am + hndd
     return Statistics(data.n_obs, data.n_clusters, t1, t2, y1, 0.5 * (y2 + y2.T), yv, v1n, v2n)

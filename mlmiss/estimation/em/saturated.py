@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .estep import EStepError, expected_statistics
+from .estep import EStepError, Workspace, expected_statistics
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ class SaturatedSteps:
         self.e_steps = 0
         nb = problem.both.size
         self.layout = _Layout(problem.both, np.arange(nb, problem.m))
+        self.work = None   # the E-step's arrays, reused
 
     def parts(self, theta):
         """The E-step's view of the saturated moments at theta."""
@@ -63,7 +64,9 @@ class SaturatedSteps:
         prob = self.problem
         data = prob.data
         try:
-            stats = expected_statistics(data, self.parts(self.scales * u), self.layout)
+            parts = self.parts(self.scales * u)
+            self.work = Workspace.reuse(self.work, data, parts["mu_R"].size)
+            stats = expected_statistics(data, parts, self.layout, self.work)
         except (np.linalg.LinAlgError, EStepError):
             return None
         self.e_steps += 1

@@ -252,6 +252,17 @@ def test_higher_order_and_nonrecursive_structures():
     assert model.within_names == ["y3", "y4", "x1"]
 
 
+def test_singular_feedback_loop_is_an_error():
+    """y1 = 2 y2 + e, y2 = 0.5 y1 + e: I - B is singular, a ModelError (not inf or nan
+    moments)."""
+    rows = [("y1", "~", "y2", 2, None, 2.0), ("y2", "~", "y1", 2, None, 0.5),
+            ("y1", "~~", "y1", 2, None, 0.2), ("y2", "~~", "y2", 2, None, 0.3)] + [
+        (v, "~~", v, 1, None, 1.0) for v in ("y1", "y2")]
+    model = TwoLevelModel(make_table(rows), ["y1", "y2"], [])
+    with pytest.raises(ModelError, match="I - B is singular"):
+        model.moments_vector(model.theta_from_table())
+
+
 def test_forward_cache_is_not_stale():
     ref, model = case_model("paper_like")
     fresh = TwoLevelModel(model.table, model.y_names, model.z_names)

@@ -30,11 +30,11 @@ The Jacobian is analytic. With dA = A dB A:
 so a free B[k, l] moves Sigma_o by a_k s_l' + s_l a_k' (a_k = A[o, k],
 s_l = Sigma_all[l, o]) and mu_o by a_k mu_all[l]; a free Psi[k, l] moves Sigma_o by
 a_k a_l' + a_l a_k' (a_k a_k' on the diagonal); a free alpha[k] moves mu_o by a_k.
-All free entries of a level are done at once, as one batched product
-[u v] [v u]' per block of the moments; the observed variables sit on a padded axis
-laid out like the Moments blocks, so each block lands in a contiguous slice of the
-flattened moments (only entries sharing a free index within a level, through equal
-labels, need an extra 0/1 sum). For a recursive model B is nilpotent, and
+One compiled loop over a level's free entries adds u v' + v u' per block of the
+moments into the entry's parameter row (entries sharing a free index, through equal
+labels, add up); the observed variables sit on a padded axis laid out like the
+Moments blocks, so each block lands in a contiguous slice of the flattened moments
+(:mod:`.kernels`). For a recursive model B is nilpotent, and
 A = I + B + ... + B^d with d the longest directed path, found once from the table.
 
 Flattening (:func:`flatten_moments`): ``mu_y, mu_z, sigma_w, sigma_b, sigma_zz,
@@ -52,6 +52,7 @@ import pandas as pd
 
 from ..data.moments import Moments
 from ..errors import ModelError
+from .kernels import level_forward_into, level_jacobian_into
 
 OPS = ("=~", "~", "~~", "~1")
 _FIELDS = ("mu_y", "mu_z", "sigma_w", "sigma_b", "sigma_zz", "sigma_yz")
@@ -139,7 +140,8 @@ class _Level:
     """
 
     names: list             # observed, then latent variables
-    sel: np.ndarray         # (n, dim) 0/1: observed variable -> its padded position
+    dim: int                # length of the padded axis
+    pad: np.ndarray         # the padded position of each observed variable (names' order)
     b0: np.ndarray          # fixed B, free entries zero
     psi0: np.ndarray
     alpha0: np.ndarray
@@ -155,14 +157,14 @@ class _Level:
     g_idx: np.ndarray
     m_idx: np.ndarray
     c_idx: np.ndarray
-    pars: np.ndarray        # free index of each entry (order: B, Psi, alpha), or of each
-    reduce: np.ndarray | None  # ... distinct one, with reduce (distinct, entries) summing
+    entry_par: np.ndarray   # free index of each entry (order: B, Psi, alpha)
     mu_offset: int          # padded mean -> vector[mu_offset:mu_offset + dim]
     blocks: list            # (rows, cols, offset): Sigma_pad[rows, cols] -> vector[offset:]
-    assign: bool = True     # no parameter shared with the other level: write, not add
 
     def __post_init__(self):
-        self.eye = np.eye(self.n)
+        # the blocks as the Jacobian kernel reads them: row and column ranges, offset
+        self.block_table = np.array([(r.start, r.stop, c.start, c.stop, o)
+                                     for r, c, o in self.blocks], dtype=np.int64).reshape(-1, 5)
 
     @property
     def n(self) -> int:
@@ -182,62 +184,29 @@ class _Level:
         alpha[self.alpha_row] = theta[self.alpha_par]
         return b, psi, alpha
 
-    def inverse(self, b):
-        """A = (I - B)^{-1}."""
-        if self.depth < 0:
-            try:
-                return np.linalg.inv(self.eye - b)
-            except np.linalg.LinAlgError:
-                raise ModelError("I - B is singular at this theta") from None
-        a = self.eye + b if self.depth >= 1 else self.eye.copy()
-        for _ in range(self.depth - 1):         # Horner: I + B (I + B (...))
-            a = b @ a
-            a += self.eye
-        return a
-
     def forward(self, theta, out):
         """Add this level's moments into ``out``; return what the Jacobian needs:
-        A[o, :]' and Sigma_all[:, o] on the padded axis (n x dim), and mu_all."""
+        A[o, :]' and Sigma_all[:, o] on the padded axis (n x dim), and mu_all
+        (:func:`.kernels.level_forward_into`)."""
         if self.n == 0:
             return None, None, None
-        b, psi, alpha = self.matrices(theta)
-        a = self.inverse(b)
-        a_pad = a.T @ self.sel              # A[o, :]' on the padded axis
-        pa = psi @ a_pad
-        s_pad = a @ pa                      # Sigma_all[:, o]
-        sigma = a_pad.T @ pa                # Sigma_o
-        sigma += sigma.T
-        sigma *= 0.5
-        mu_all = a @ alpha
-        dim = self.sel.shape[1]
-        out[self.mu_offset:self.mu_offset + dim] += alpha @ a_pad
-        for rows, cols, offset in self.blocks:
-            blk = sigma[rows, cols]
-            out[offset:offset + blk.size] = blk.ravel()
+        dim = self.dim
+        a_pad, s_pad, mu_all = np.empty((self.n, dim)), np.empty((self.n, dim)), np.empty(self.n)
+        if not level_forward_into(theta, self.b0, self.psi0, self.alpha0, self.b_row,
+                                  self.b_col, self.b_par, self.psi_row, self.psi_col,
+                                  self.psi_par, self.alpha_row, self.alpha_par, self.depth,
+                                  self.pad, self.mu_offset, self.block_table, out, a_pad,
+                                  s_pad, mu_all):
+            raise ModelError("I - B is singular at this theta")
         return a_pad, s_pad, mu_all
 
     def jacobian_into(self, jt, a_pad, s_pad, mu_all):
-        """Put d moments / d theta into jt (npar x n_moments, the transposed Jacobian)."""
-        e = self.n_entries
-        if e == 0:
+        """Add d moments / d theta into jt (npar x n_moments, the transposed Jacobian,
+        zeroed by the caller): :func:`.kernels.level_jacobian_into`."""
+        if self.n_entries == 0:
             return
-        dim = a_pad.shape[1]
-        g = np.concatenate([a_pad, s_pad, 0.5 * a_pad, np.zeros((1, dim))])
-        w = g[self.g_idx].reshape(e, 2, dim)           # rows u_e, v_e
-        uv = w.transpose(0, 2, 1)                      # (e, dim, 2): [u v]
-        vu = w[:, ::-1, :]                             # (e, 2, dim): [v; u]
-        c = np.concatenate([mu_all, (0.0, 1.0)])
-        m = a_pad[self.m_idx] * c[self.c_idx, None]
-        parts = [(self.mu_offset, m)]
-        for rows, cols, offset in self.blocks:
-            parts.append((offset, np.matmul(uv[:, rows, :], vu[:, :, cols]).reshape(e, -1)))
-        for offset, x in parts:
-            if self.reduce is not None:
-                x = self.reduce @ x
-            if self.assign:
-                jt[self.pars, offset:offset + x.shape[1]] = x
-            else:
-                jt[self.pars, offset:offset + x.shape[1]] += x
+        level_jacobian_into(jt, a_pad, s_pad, mu_all, self.g_idx, self.m_idx, self.c_idx,
+                            self.entry_par, self.mu_offset, self.block_table)
 
 
 class TwoLevelModel:
@@ -363,9 +332,6 @@ class TwoLevelModel:
             self._build_level(2, self.both_names + self.z_names + latent[2], pad2, p + k, 0, blocks2),
         )
         self._last = None
-        shared = set(self._levels[0].pars.tolist()) & set(self._levels[1].pars.tolist())
-        for lev in self._levels:
-            lev.assign = not shared
 
     # ------------------------------------------------------------------ construction
     def _build_level(self, lev, names, pad, dim, mu_offset, blocks) -> _Level:
@@ -427,20 +393,14 @@ class TwoLevelModel:
         fixed_i, fixed_j = np.nonzero(b0)
         depth = _nilpotency_depth(n, np.concatenate([b_row, fixed_i]), np.concatenate([b_col, fixed_j]))
 
-        pars = np.concatenate([b_par, psi_par, alpha_par])
-        distinct = np.unique(pars)
-        reduce = None
-        if distinct.size < pars.size:       # equal labels within the level: sum their columns
-            reduce = (distinct[:, None] == pars[None, :]).astype(float)
-            pars = distinct
-        sel = np.zeros((n, dim))
-        sel[np.arange(len(pad)), pad] = 1.0
         return _Level(
-            names=names, sel=sel, b0=b0, psi0=psi0, alpha0=alpha0,
+            names=names, dim=dim, pad=np.asarray(pad, dtype=np.int64), b0=b0, psi0=psi0,
+            alpha0=alpha0,
             b_row=b_row, b_col=b_col, b_par=b_par,
             psi_row=psi_row, psi_col=psi_col, psi_par=psi_par,
             alpha_row=alpha_row, alpha_par=alpha_par, depth=depth,
-            g_idx=g_idx.ravel(), m_idx=m_idx, c_idx=c_idx, pars=pars, reduce=reduce,
+            g_idx=g_idx.ravel(), m_idx=m_idx, c_idx=c_idx,
+            entry_par=np.concatenate([b_par, psi_par, alpha_par]),
             mu_offset=mu_offset, blocks=blocks,
         )
 

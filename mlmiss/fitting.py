@@ -16,7 +16,7 @@ from .results import Fit
 def sem(model: str, data, cluster: str | None = None, fixed_x: bool = False, start=None,
         optimizer: str = "auto", maxiter: int = 1000, gtol: float = 1e-9,
         max_seconds: float | None = 300.0, between_psd: bool = True,
-        verbose: bool | None = None, em_iter_max: int = 10000, em_fx_tol: float = 1e-12,
+        verbose: bool | None = None, em_iter_max: int = 10000, em_fx_tol: float = 1e-10,
         em_dx_tol: float = 1e-7, em_accel: str | None = "squarem") -> Fit:
     """Fit a two-level SEM by full-information maximum likelihood.
 

@@ -168,7 +168,7 @@ def _inverse_if_positive_definite(matrix):
     return inverse if np.all(np.isfinite(inverse)) else None
 
 
-def fit_em(problem, theta0, em_iter_max: int = 10000, em_fx_tol: float = 1e-12,
+def fit_em(problem, theta0, em_iter_max: int = 10000, em_fx_tol: float = 1e-10,
            em_dx_tol: float = 1e-7, em_accel: str | None = "squarem",
            max_seconds: float | None = None, verbose: bool | None = None,
            label: str = "fit", steps=None) -> EMResult:

@@ -19,10 +19,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ...linalg import FAST, cholesky_into, cholesky_inverse_into
+from ...linalg import cholesky_into, cholesky_inverse_into
 
 
-@njit(cache=True, fastmath=FAST)
+@njit(cache=True)
 def _lower_inverse_into(lower, n, out):
     """out <- lower^-1 for a lower-triangular lower[:n, :n] (zero above the diagonal)."""
     for i in range(n):
@@ -37,7 +37,7 @@ def _lower_inverse_into(lower, n, out):
             out[i, jc] = s / lower[i, i]
 
 
-@njit(cache=True, fastmath=FAST)
+@njit(cache=True)
 def _read(vec, mu_pos, sw_pos, mean_pos, joint_pos, r_index, nb, mu_y, sw, mu_r, srr, sbr):
     """The moments Q needs, gathered from the flattened vector."""
     p = mu_pos.size
@@ -54,7 +54,7 @@ def _read(vec, mu_pos, sw_pos, mean_pos, joint_pos, r_index, nb, mu_y, sw, mu_r,
             sbr[i, a] = vec[joint_pos[i, r_index[a]]]
 
 
-@njit(cache=True, fastmath=FAST)
+@njit(cache=True)
 def _regression(sbr, s_inv, both_y, c, d):
     """C = Sigma_bR Sigma_RR^-1 and D = E C (zero outside the rows both_y)."""
     nb, r = sbr.shape
@@ -70,7 +70,7 @@ def _regression(sbr, s_inv, both_y, c, d):
             d[both_y[i], a] = c[i, a]
 
 
-@njit(cache=True, fastmath=FAST)
+@njit(cache=True)
 def q_and_moment_gradient(vec, mu_pos, sw_pos, mean_pos, joint_pos, r_index, both_y,
                           n, j, t1, t2, y1, y2, yv, v1n, v2n, grad):
     """Q at the moments ``vec`` (constants dropped) and, added into ``grad`` (laid out
@@ -220,7 +220,7 @@ def information_width(p: int, r: int) -> int:
     return p * (p + 1) // 2 + p * (1 + r) + r * (r + 1) // 2 + r
 
 
-@njit(cache=True, fastmath=FAST)
+@njit(cache=True)
 def information_factor(jt, vec, mu_pos, sw_pos, mean_pos, joint_pos, r_index, both_y,
                        n, j, v1n, v2n, out):
     """Rows F (npar x information_width) with F F' = the complete-data information

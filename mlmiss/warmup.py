@@ -1,23 +1,49 @@
 """Compile (and cache on disk) every Numba kernel ahead of use.
 
 The kernels compile on first use, which takes tens of seconds once per machine (the
-result is cached). ``python -m mlmiss.warmup`` pays that cost up front, on a tiny
-data set whose arrays have the same types as real ones.
+result is cached). ``python -m mlmiss.warmup`` pays that cost up front, on tiny data
+sets whose arrays have the same types as real ones: the likelihood and its gradient,
+then a two-level factor model fitted by the default optimizer and by EM (the model's
+and EM's kernels).
 """
 
 from __future__ import annotations
 
 import time
+import warnings
 
 import numpy as np
 import pandas as pd
 
 from .data import Moments, TwoLevelData
+from .fitting import sem
 from .likelihood import loglik, loglik_and_gradient
+
+_MODEL = """
+level: 1
+  fw =~ y1 + y2 + y3
+level: 2
+  fb =~ y1 + y2 + y3
+  fb ~ w
+"""
+
+
+def _small_data(seed: int = 1) -> pd.DataFrame:
+    """30 clusters of 4 rows from a one-factor model at both levels, a few values
+    missing at each level."""
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(30), 4)
+    w = rng.normal(size=30)
+    fb = 0.5 * w + rng.normal(size=30)
+    y = (fb[g, None] + rng.normal(size=(120, 1))) + rng.normal(size=(120, 3))
+    df = pd.DataFrame({"g": g, "y1": y[:, 0], "y2": y[:, 1], "y3": y[:, 2], "w": w[g]})
+    df.loc[[3, 17, 40, 77], "y2"] = np.nan
+    df.loc[df["g"] == 5, "w"] = np.nan
+    return df
 
 
 def warmup(verbose: bool = False) -> float:
-    """Run the log-likelihood and its gradient once on a tiny example; returns seconds."""
+    """Run every kernel once on tiny examples; returns seconds."""
     start = time.perf_counter()
     df = pd.DataFrame({"g": [1, 1, 2, 2, 3], "y1": [0.1, np.nan, 0.3, 0.2, 0.5],
                        "y2": [1.0, 0.4, np.nan, 0.1, 0.2], "w": [1.0, 1.0, 2.0, 2.0, np.nan]})
@@ -26,6 +52,11 @@ def warmup(verbose: bool = False) -> float:
                       [[0.1], [0.0]])
     loglik(data, moments)
     loglik_and_gradient(data, moments)
+    small = _small_data()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for optimizer in ("auto", "em"):
+            sem(_MODEL, small, cluster="g", optimizer=optimizer, verbose=False, max_seconds=60)
     seconds = time.perf_counter() - start
     if verbose:
         print(f"mlmiss kernels ready ({seconds:.1f} s)")

@@ -59,19 +59,25 @@ def cholesky_into(a, n, out):
 
 
 @njit(cache=True, fastmath=FAST)
+def lower_inverse_into(lower, n):
+    """lower[:n, :n] <- its inverse, in place (lower triangular, zero above the
+    diagonal); column by column, each entry from the ones already inverted above it."""
+    for j in range(n):
+        lower[j, j] = 1.0 / lower[j, j]
+        for i in range(j + 1, n):
+            s = 0.0
+            for k in range(j, i):
+                s -= lower[i, k] * lower[k, j]
+            lower[i, j] = s / lower[i, i]
+
+
+@njit(cache=True, fastmath=FAST)
 def cholesky_inverse_into(a, n, out, work):
     """Inverse of SPD a[:n, :n] into out[:n, :n] (work: n x n); returns log|a| or nan."""
     logdet = cholesky_into(a, n, work)
     if np.isnan(logdet):
         return logdet
-    # invert the lower factor in place: work <- L^{-1}
-    for j in range(n):
-        work[j, j] = 1.0 / work[j, j]
-        for i in range(j + 1, n):
-            s = 0.0
-            for k in range(j, i):
-                s -= work[i, k] * work[k, j]
-            work[i, j] = s / work[i, i]
+    lower_inverse_into(work, n)
     # a^{-1} = L^{-T} L^{-1}
     for i in range(n):
         for j in range(i + 1):

@@ -19,29 +19,20 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ...linalg import cholesky_into, cholesky_inverse_into
+from ...linalg import cholesky_into, cholesky_inverse_into, lower_inverse_into
 
 
 @njit(cache=True)
-def _lower_inverse_into(lower, n, out):
-    """out <- lower^-1 for a lower-triangular lower[:n, :n] (zero above the diagonal)."""
-    for i in range(n):
-        for k in range(n):
-            out[i, k] = 0.0
-    for jc in range(n):
-        out[jc, jc] = 1.0 / lower[jc, jc]
-        for i in range(jc + 1, n):
-            s = 0.0
-            for k in range(jc, i):
-                s -= lower[i, k] * out[k, jc]
-            out[i, jc] = s / lower[i, i]
-
-
-@njit(cache=True)
-def _read(vec, mu_pos, sw_pos, mean_pos, joint_pos, r_index, nb, mu_y, sw, mu_r, srr, sbr):
-    """The moments Q needs, gathered from the flattened vector."""
+def _read(vec, mu_pos, sw_pos, mean_pos, joint_pos, r_index, nb):
+    """The moments Q needs, gathered from the flattened vector: mu_y, Sigma_w, mu_R,
+    Sigma_RR and Sigma_bR."""
     p = mu_pos.size
     r = r_index.size
+    mu_y = np.empty(p)
+    sw = np.empty((p, p))
+    mu_r = np.empty(r)
+    srr = np.empty((r, r))
+    sbr = np.empty((nb, r))
     for a in range(p):
         mu_y[a] = vec[mu_pos[a]]
         for b in range(p):
@@ -52,6 +43,7 @@ def _read(vec, mu_pos, sw_pos, mean_pos, joint_pos, r_index, nb, mu_y, sw, mu_r,
             srr[a, b] = vec[joint_pos[r_index[a], r_index[b]]]
         for i in range(nb):
             sbr[i, a] = vec[joint_pos[i, r_index[a]]]
+    return mu_y, sw, mu_r, srr, sbr
 
 
 @njit(cache=True)
@@ -79,12 +71,7 @@ def q_and_moment_gradient(vec, mu_pos, sw_pos, mean_pos, joint_pos, r_index, bot
     p = mu_pos.size
     r = r_index.size
     nb = both_y.size
-    mu_y = np.empty(p)
-    sw = np.empty((p, p))
-    mu_r = np.empty(r)
-    srr = np.empty((r, r))
-    sbr = np.empty((nb, r))
-    _read(vec, mu_pos, sw_pos, mean_pos, joint_pos, r_index, nb, mu_y, sw, mu_r, srr, sbr)
+    mu_y, sw, mu_r, srr, sbr = _read(vec, mu_pos, sw_pos, mean_pos, joint_pos, r_index, nb)
     a_w = np.empty((p, p))
     work = np.empty((p, p))
     ld_w = cholesky_inverse_into(sw, p, a_w, work)
@@ -215,6 +202,33 @@ def q_and_moment_gradient(vec, mu_pos, sw_pos, mean_pos, joint_pos, r_index, bot
     return q
 
 
+@njit(cache=True)
+def _sandwich_triangle(l_inv, ds, nonzero, tmp, w_diag, w_off, out, col):
+    """The lower triangle of X = L^-1 dS L^-T (L^-1 lower triangular) into out[col:],
+    the diagonal weighted by w_diag and the rest by w_off (zeros when ``nonzero`` is
+    False); returns the next column."""
+    n = ds.shape[0]
+    if not nonzero:
+        for a in range(n * (n + 1) // 2):
+            out[col] = 0.0
+            col += 1
+        return col
+    for a in range(n):
+        for b in range(n):
+            s = 0.0
+            for k in range(a + 1):
+                s += l_inv[a, k] * ds[k, b]
+            tmp[a, b] = s
+    for a in range(n):
+        for b in range(a + 1):
+            s = 0.0
+            for k in range(b + 1):
+                s += tmp[a, k] * l_inv[b, k]
+            out[col] = s * (w_diag if a == b else w_off)
+            col += 1
+    return col
+
+
 def information_width(p: int, r: int) -> int:
     """Columns of :func:`information_factor`'s rows."""
     return p * (p + 1) // 2 + p * (1 + r) + r * (r + 1) // 2 + r
@@ -238,20 +252,15 @@ def information_factor(jt, vec, mu_pos, sw_pos, mean_pos, joint_pos, r_index, bo
     p = mu_pos.size
     r = r_index.size
     nb = both_y.size
-    mu_y = np.empty(p)
-    sw = np.empty((p, p))
-    mu_r = np.empty(r)
-    srr = np.empty((r, r))
-    sbr = np.empty((nb, r))
-    _read(vec, mu_pos, sw_pos, mean_pos, joint_pos, r_index, nb, mu_y, sw, mu_r, srr, sbr)
+    mu_y, sw, mu_r, srr, sbr = _read(vec, mu_pos, sw_pos, mean_pos, joint_pos, r_index, nb)
     lw = np.empty((p, p))
     lr = np.empty((r, r))
     if np.isnan(cholesky_into(sw, p, lw)) or np.isnan(cholesky_into(srr, r, lr)):
         return 1
-    lw_inv = np.empty((p, p))
-    lr_inv = np.empty((r, r))
-    _lower_inverse_into(lw, p, lw_inv)
-    _lower_inverse_into(lr, r, lr_inv)
+    lw_inv = lw.copy()
+    lr_inv = lr.copy()
+    lower_inverse_into(lw_inv, p)
+    lower_inverse_into(lr_inv, r)
     s_inv = np.empty((r, r))
     for a in range(r):
         for b in range(r):
@@ -296,24 +305,7 @@ def information_factor(jt, vec, mu_pos, sw_pos, mean_pos, joint_pos, r_index, bo
                 ds[a, b] = row[sw_pos[a, b]]
                 if ds[a, b] != 0.0:
                     nonzero = True
-        if nonzero:
-            for a in range(p):
-                for b in range(p):
-                    s = 0.0
-                    for k in range(a + 1):
-                        s += lw_inv[a, k] * ds[k, b]
-                    tmp[a, b] = s
-            for a in range(p):
-                for b in range(a + 1):
-                    s = 0.0
-                    for k in range(b + 1):
-                        s += tmp[a, k] * lw_inv[b, k]
-                    out[par, col] = s * (root_half_n if a == b else root_n)
-                    col += 1
-        else:
-            for a in range(p * (p + 1) // 2):
-                out[par, col] = 0.0
-                col += 1
+        col = _sandwich_triangle(lw_inv, ds, nonzero, tmp, root_half_n, root_n, out[par], col)
         # between pieces: dSigma_RR, dSigma_bR, dmu_R (a level-1 parameter has none)
         cov_b = False
         mean_b = False
@@ -365,24 +357,7 @@ def information_factor(jt, vec, mu_pos, sw_pos, mean_pos, joint_pos, r_index, bo
                 out[par, col] = s
                 col += 1
         # between covariance and means
-        if cov_b:
-            for a in range(r):
-                for b in range(r):
-                    s = 0.0
-                    for k in range(a + 1):
-                        s += lr_inv[a, k] * dsrr[k, b]
-                    tmp_r[a, b] = s
-            for a in range(r):
-                for b in range(a + 1):
-                    s = 0.0
-                    for k in range(b + 1):
-                        s += tmp_r[a, k] * lr_inv[b, k]
-                    out[par, col] = s * (root_half_j if a == b else root_j)
-                    col += 1
-        else:
-            for a in range(r * (r + 1) // 2):
-                out[par, col] = 0.0
-                col += 1
+        col = _sandwich_triangle(lr_inv, dsrr, cov_b, tmp_r, root_half_j, root_j, out[par], col)
         for a in range(r):
             s = 0.0
             if mean_b:

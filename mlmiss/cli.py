@@ -22,6 +22,7 @@ import warnings
 from pathlib import Path
 
 from .estimation.optimizers import OPTIMIZERS
+from .version import __version__
 
 EXIT_ERROR = 1
 EXIT_NOT_CONVERGED = 3
@@ -38,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
                     "both levels).")
     parser.add_argument("--debug", action="store_true",
                         help="show the full traceback of an error")
+    parser.add_argument("--version", action="version", version=f"mlmiss {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
 

@@ -18,6 +18,14 @@ from .version import __version__
 _WIDTH = 54          # the header block's width: label left, value right
 
 
+class Summary(str):
+    """The summary text. At the prompt it shows as itself, once, like lavaan's
+    ``summary(fit)``; in a script, ``print(fit.summary())`` (statsmodels' habit)."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
 def _line(label: str, value) -> str:
     text = str(value)
     return "  " + label + text.rjust(max(_WIDTH - 2 - len(label), len(text) + 1))
@@ -95,8 +103,16 @@ def _measures_block(fit) -> list[str]:
              "",
              _line("Akaike (AIC)", _num(m["aic"])),
              _line("Bayesian (BIC)", _num(m["bic"])),
+             _line("Sample-size adjusted Bayesian (SABIC)", _num(m["sabic"])),
              "", "Root Mean Square Error of Approximation:", "",
              _line("RMSEA", _num(m["rmsea"])),
+             _line(f"{m['rmsea_ci_level']:.0%} confidence interval - lower".replace("%", " Percent"),
+                   _num(m["rmsea_ci_lower"])),
+             _line(f"{m['rmsea_ci_level']:.0%} confidence interval - upper".replace("%", " Percent"),
+                   _num(m["rmsea_ci_upper"])),
+             _line(f"P-value H_0: RMSEA <= {m['rmsea_close_h0']:.3f}", _num(m["rmsea_pvalue"])),
+             _line(f"P-value H_0: RMSEA >= {m['rmsea_notclose_h0']:.3f}",
+                   _num(m["rmsea_notclose_pvalue"])),
              "", "Standardized Root Mean Square Residual (corr metric):", "",
              _line("SRMR (within covariance matrix)", _num(m["srmr_within"])),
              _line("SRMR (between covariance matrix)", _num(m["srmr_between"]))]

@@ -26,7 +26,7 @@ from .estimation.saturated import fit_saturated
 from .inference.checks import FitChecks, post_fit_checks
 from .inference.measures import fit_measures
 from .inference.vcov import observed_information, observed_vcov
-from .report import summary_text
+from .report import Summary, summary_text
 from .threads import one_blas_thread
 
 
@@ -227,12 +227,11 @@ class Fit:
         srmr_within, srmr_between (:mod:`mlmiss.inference.measures`)."""
         return self._cached("measures", lambda: fit_measures(self))
 
-    def summary(self, fit_measures: bool = True) -> str:
-        """A lavaan-like text summary (also printed); ``fit_measures=False`` leaves out
-        the test and the fit measures (no h1 or baseline fit)."""
-        text = summary_text(self, measures=fit_measures)
-        print(text)
-        return text
+    def summary(self, fit_measures: bool = True) -> Summary:
+        """A lavaan-like text summary: a string that the prompt shows as the report
+        (``print(fit.summary())`` in a script); ``fit_measures=False`` leaves out the
+        test and the fit measures (no h1 or baseline fit)."""
+        return Summary(summary_text(self, measures=fit_measures))
 
     def inspect(self, what: str):
         """lavaan's lavInspect for ``"h1"`` (per-level means and covariances of the

@@ -27,8 +27,17 @@ from is named beside it):
   (1 when ``df`` is 0).
 * ``aic``, ``bic`` (``lav_fit_aic.R``, ``lav_model_loglik.R``): ``-2 logl + 2 npar`` and
   ``-2 logl + npar log N`` with N the number of level-1 rows used (not clusters).
+* ``sabic`` (lavaan's ``bic2``, also under that name): the sample-size adjusted BIC,
+  ``-2 logl + npar log((N + 2) / 24)``; ``ntotal`` is N.
 * ``rmsea`` (``lav_fit_rmsea.R``): ``sqrt(max(chisq / N / df - 1 / N, 0))``, N again the
-  level-1 rows; 0 when ``df`` is 0.
+  level-1 rows; 0 when ``df`` is 0. Its 90% interval ``rmsea_ci_lower``,
+  ``rmsea_ci_upper``: sqrt(lambda / (N df)) for the non-centralities lambda at which
+  the observed chisq is the 95th and the 5th percentile of the non-central chi-square
+  (0 where even lambda = 0 puts it below, and both 0 when df is 0; the upper search
+  runs to max(N, 4 chisq)).
+  ``rmsea_pvalue`` tests RMSEA <= ``rmsea_close_h0`` = 0.05 (the upper tail of chisq
+  under lambda = N df 0.05^2) and ``rmsea_notclose_pvalue`` RMSEA >= 0.08 (the lower
+  tail under lambda = N df 0.08^2); NaN when df is 0.
 * ``srmr_within``, ``srmr_between`` (``lav_fit_srmr.R``: ``lav_fit_srmr_twolevel``): per
   level, the covariance matrices of the h1 model and of the fitted model are turned into
   correlation matrices and compared; the root mean square of the lower triangle
@@ -59,9 +68,15 @@ __all__ = ["baseline_npar", "sample_statistics", "degrees_of_freedom", "fit_meas
            "MEASURES"]
 
 #: the keys of :func:`fit_measures`, lavaan's names with dots as underscores
-MEASURES = ("npar", "logl", "unrestricted_logl", "aic", "bic", "chisq", "df", "pvalue",
-            "baseline_chisq", "baseline_df", "baseline_pvalue", "cfi", "tli", "rmsea",
+MEASURES = ("npar", "ntotal", "logl", "unrestricted_logl", "aic", "bic", "bic2", "sabic",
+            "chisq", "df", "pvalue", "baseline_chisq", "baseline_df", "baseline_pvalue",
+            "cfi", "tli", "rmsea", "rmsea_ci_lower", "rmsea_ci_upper", "rmsea_ci_level",
+            "rmsea_pvalue", "rmsea_close_h0", "rmsea_notclose_pvalue", "rmsea_notclose_h0",
             "srmr", "srmr_within", "srmr_between")
+#: lavaan's defaults: a 90% interval, close fit RMSEA <= 0.05, not-close fit >= 0.08
+RMSEA_CI_LEVEL = 0.90
+RMSEA_CLOSE = 0.05
+RMSEA_NOTCLOSE = 0.08
 
 
 # --------------------------------------------------------------------------- counting
@@ -189,6 +204,41 @@ def _rmsea(x2, df, n) -> float:
     return math.sqrt(max(x2 / n / df - 1.0 / n, 0.0))
 
 
+def _noncentral_cdf(x2, df, ncp) -> float:
+    """P(X <= x2) for X ~ chi-square(df, non-centrality ncp)."""
+    from scipy.stats import chi2, ncx2
+
+    return float(chi2.cdf(x2, df) if ncp <= 0.0 else ncx2.cdf(x2, df, ncp))
+
+
+def _rmsea_interval(x2, df, n, level=RMSEA_CI_LEVEL) -> tuple[float, float]:
+    """The RMSEA's confidence interval from the non-central chi-square (module doc)."""
+    from scipy.optimize import brentq
+
+    if not math.isfinite(x2):
+        return float("nan"), float("nan")
+    if df <= 0:
+        return 0.0, 0.0
+    upper_p, lower_p = 1.0 - (1.0 - level) / 2.0, (1.0 - level) / 2.0
+
+    def rmsea_of(target, top):
+        # the lambda where P(X <= x2; lambda) = target (decreasing in lambda)
+        if df < 1 or _noncentral_cdf(x2, df, 0.0) < target or _noncentral_cdf(x2, df, top) > target:
+            return 0.0
+        lam = brentq(lambda v: _noncentral_cdf(x2, df, v) - target, 0.0, top, xtol=1e-12)
+        return math.sqrt(lam / (n * df))
+
+    return rmsea_of(upper_p, x2), rmsea_of(lower_p, max(n, 4.0 * x2))
+
+
+def _rmsea_tests(x2, df, n) -> tuple[float, float]:
+    """p-values of close fit (RMSEA <= 0.05) and of not-close fit (RMSEA >= 0.08)."""
+    if df <= 0 or not math.isfinite(x2):
+        return float("nan"), float("nan")
+    close = 1.0 - _noncentral_cdf(x2, df, n * df * RMSEA_CLOSE ** 2)
+    return close, _noncentral_cdf(x2, df, n * df * RMSEA_NOTCLOSE ** 2)
+
+
 def _pvalue(x2, df) -> float:
     from scipy.stats import chi2  # imported here: scipy.stats is slow to import
 
@@ -221,12 +271,18 @@ def fit_measures(fit) -> dict:
     s_between = between_cov(observed)
     srmr_between = _srmr(s_between, _force_pd(f_between)) if f_between.size else float("nan")
 
+    ci_lower, ci_upper = _rmsea_interval(x2, df, n)
+    close, notclose = _rmsea_tests(x2, df, n)
+    sabic = -2.0 * logl + npar * math.log((n + 2.0) / 24.0)
     out = {
         "npar": npar,
+        "ntotal": int(n),
         "logl": logl,
         "unrestricted_logl": h1_logl,
         "aic": -2.0 * logl + 2.0 * npar,
         "bic": -2.0 * logl + npar * math.log(n),
+        "bic2": sabic,
+        "sabic": sabic,
         "chisq": x2,
         "df": int(df),
         "pvalue": _pvalue(x2, df),
@@ -236,6 +292,13 @@ def fit_measures(fit) -> dict:
         "cfi": _cfi(x2, df, base_x2, base_df),
         "tli": _tli(x2, df, base_x2, base_df),
         "rmsea": _rmsea(x2, df, n),
+        "rmsea_ci_lower": ci_lower,
+        "rmsea_ci_upper": ci_upper,
+        "rmsea_ci_level": RMSEA_CI_LEVEL,
+        "rmsea_pvalue": close,
+        "rmsea_close_h0": RMSEA_CLOSE,
+        "rmsea_notclose_pvalue": notclose,
+        "rmsea_notclose_h0": RMSEA_NOTCLOSE,
         "srmr": srmr_within + srmr_between,
         "srmr_within": srmr_within,
         "srmr_between": srmr_between,

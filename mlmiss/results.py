@@ -234,16 +234,19 @@ class Fit:
         return Summary(summary_text(self, measures=fit_measures))
 
     def inspect(self, what: str):
-        """lavaan's lavInspect for ``"h1"`` (per-level means and covariances of the
-        saturated model) and ``"icc"`` (intraclass correlations from it, 0 for
-        within-only variables)."""
-        if what == "h1":
+        """lavaan's lavInspect for ``"h1"`` (or ``"sampstat"``: per-level means and
+        covariances of the saturated model, lavaan's sample statistics with missing
+        data), ``"implied"`` (the model's, at the estimates) and ``"icc"`` (intraclass
+        correlations from h1, 0 for within-only variables)."""
+        if what in ("h1", "sampstat"):
             return to_levels(self.h1().moments, self.data.y_names, self.data.z_names)
+        if what == "implied":
+            return to_levels(self.implied()["moments"], self.data.y_names, self.data.z_names)
         if what == "icc":
             m = self.h1().moments
             w, b = np.diag(m.sigma_w), np.diag(m.sigma_b)
             return pd.Series(b / (w + b), index=list(self.data.y_names), name="icc")
-        raise ValueError(f"inspect({what!r}): known are 'h1' and 'icc'")
+        raise ValueError(f"inspect({what!r}): known are 'h1', 'sampstat', 'implied' and 'icc'")
 
     def __repr__(self) -> str:
         status = "converged" if self.converged else "NOT converged"

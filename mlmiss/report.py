@@ -86,6 +86,7 @@ def _measures_block(fit) -> list[str]:
                              "the statistics that use it are unreliable.")
         except Exception:  # already reported by fit_measures if it matters
             pass
+    ci = f"{100 * m['rmsea_ci_level']:.0f} Percent"
     lines = ["", "Model Test User Model:", "",
              _line("Test statistic", _num(m["chisq"])),
              _line("Degrees of freedom", m["df"]),
@@ -106,10 +107,8 @@ def _measures_block(fit) -> list[str]:
              _line("Sample-size adjusted Bayesian (SABIC)", _num(m["sabic"])),
              "", "Root Mean Square Error of Approximation:", "",
              _line("RMSEA", _num(m["rmsea"])),
-             _line(f"{m['rmsea_ci_level']:.0%} confidence interval - lower".replace("%", " Percent"),
-                   _num(m["rmsea_ci_lower"])),
-             _line(f"{m['rmsea_ci_level']:.0%} confidence interval - upper".replace("%", " Percent"),
-                   _num(m["rmsea_ci_upper"])),
+             _line(f"{ci} confidence interval - lower", _num(m["rmsea_ci_lower"])),
+             _line(f"{ci} confidence interval - upper", _num(m["rmsea_ci_upper"])),
              _line(f"P-value H_0: RMSEA <= {m['rmsea_close_h0']:.3f}", _num(m["rmsea_pvalue"])),
              _line(f"P-value H_0: RMSEA >= {m['rmsea_notclose_h0']:.3f}",
                    _num(m["rmsea_notclose_pvalue"])),

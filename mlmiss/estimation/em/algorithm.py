@@ -1,8 +1,8 @@
 """The EM iteration, accelerated by SQUAREM (Varadhan and Roland, 2008, scheme S3).
 
 One EM step ``M(theta)`` is an E-step (:mod:`.estep`) at theta and an M-step: the
-maximum of Q(. | theta) (:mod:`.complete`), found by a trust region from theta with
-the analytic gradient of Q. SQUAREM takes two EM steps, extrapolates along them
+maximum of Q(. | theta) (:mod:`.complete`), found by Fisher scoring from theta with
+Q's analytic gradient and complete-data information (:func:`fisher_scoring`). SQUAREM takes two EM steps, extrapolates along them
 (``theta0 - 2 a r + a^2 v`` with r = theta1 - theta0, v = theta2 - 2 theta1 + theta0,
 a = -|r| / |v|, at most ``step_max`` long) and takes one more EM step from there; the
 extrapolation is kept only when the log-likelihood did not fall, and ``step_max``
@@ -226,8 +226,8 @@ def fit_em(problem, theta0, em_iter_max: int = 10000, em_fx_tol: float = 1e-10,
                 message = "stopped near the edge of the admissible region"
                 break
             # the M-step need not be more precise than the distance still to go (a
-            # strict tolerance far from the maximum costs BFGS line searches that
-            # cannot resolve the change of Q)
+            # strict tolerance far from the maximum costs Q evaluations that change
+            # nothing EM keeps)
             tol = float(np.clip(M_TOL_FACTOR * grad_max, 1e-9, M_TOL_MAX))
             u_next = (_squarem_cycle(step, u, objective, admissible, f, step_max, tol)
                       if em_accel else None)

@@ -105,8 +105,8 @@ class CompleteData:
         s_rr = joint[np.ix_(r, r)]
         solve = np.linalg.solve(s_rr, joint[r, :])          # Sigma_RR^-1 Sigma_RU
         weights = solve.T                                     # U x R regression on v_R
-        return {"moments": m, "mu_y": m.mu_y, "sigma_w": m.sigma_w, "mean_u": mean_u,
-                "mu_R": mean_u[r], "sigma_RR": s_rr, "joint": joint,
+        return {"mu_y": m.mu_y, "sigma_w": m.sigma_w, "mean_u": mean_u,
+                "mu_R": mean_u[r], "sigma_RR": s_rr,
                 "C": weights[:len(self.both)], "Z": weights[self.z_u]}
 
     def _moments_and_jacobian(self, theta):

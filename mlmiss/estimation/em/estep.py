@@ -355,12 +355,18 @@ def cluster_posteriors(prior_precision, info, tmat, tmu, complete_pattern, clust
 
 # ---------------------------------------------------------------- the E-step
 class Workspace:
-    """The E-step's per-pattern arrays for one data set and |R|, allocated once and
-    reused by every E-step (fresh arrays of this size cost page faults each time: on
-    paper_like the pattern kernel ran at half speed inside EM)."""
+    """The E-step's arrays for one data set and |R|, made once and reused by every
+    E-step: the per-pattern scratch the kernels fill, and what the kernels read of the
+    data in the form they read it (which patterns are complete, the pattern counts as
+    floats, z as a contiguous array)."""
 
-    def __init__(self, n_pat: int, p: int, r: int):
-        self.shape = (n_pat, p, r)
+    def __init__(self, data, r: int):
+        lv1 = data.level1
+        n_pat, p = lv1.n_patterns, data.n_y
+        self.data, self.r = data, r
+        self.complete_pattern = lv1.observed.all(axis=1)
+        self.freq = lv1.freq.astype(float)
+        self.z = np.ascontiguousarray(data.z, dtype=float)
         self.info = np.empty((n_pat, r, r))
         self.tmat = np.empty((n_pat, r, p))
         self.tmu = np.empty((n_pat, r))
@@ -373,16 +379,15 @@ class Workspace:
 
     @classmethod
     def reuse(cls, work, data, r: int) -> "Workspace":
-        """``work`` when it fits this data set and |R|, else a new one."""
-        shape = (data.level1.n_patterns, data.n_y, r)
-        return work if work is not None and work.shape == shape else cls(*shape)
+        """``work`` when it was made for this data set and |R|, else a new one."""
+        return work if work is not None and work.data is data and work.r == r else cls(data, r)
 
 
 def expected_statistics(data, parts, complete, work: Workspace | None = None) -> Statistics:
     """The E-step at the model ``parts`` (:meth:`CompleteData.parts`). Raises
     :class:`EStepError` where Sigma_w, Sigma_RR or a posterior is not positive definite.
-    ``work``: a :class:`Workspace` to reuse (one is made when it is None or of another
-    shape)."""
+    ``work``: a :class:`Workspace` to reuse (one is made when it is None or was made
+    for other data)."""
     lv1 = data.level1
     p = data.n_y
     mu_y = np.ascontiguousarray(parts["mu_y"], dtype=float)
@@ -407,16 +412,14 @@ def expected_statistics(data, parts, complete, work: Workspace | None = None) ->
     mu_z = np.ascontiguousarray(parts["mean_u"][complete.z_u], dtype=float)
     zrows = np.ascontiguousarray(parts["Z"], dtype=float).reshape(mu_z.size, r)
     bad = cluster_posteriors(prior_precision, work.info, work.tmat, work.tmu,
-                             lv1.observed.all(axis=1),
-                             lv1.cluster_pair_ptr, lv1.pair_pattern, lv1.pair_freq,
-                             lv1.pair_sum, np.ascontiguousarray(data.z, dtype=float),
-                             mu_z, zrows, mu_r, t1, t2, v1n, v2n, work.nm, work.ndd, work.sm)
+                             work.complete_pattern, lv1.cluster_pair_ptr, lv1.pair_pattern,
+                             lv1.pair_freq, lv1.pair_sum, work.z, mu_z, zrows, mu_r, t1, t2, v1n, v2n, work.nm, work.ndd, work.sm)
     if bad >= 0:
         raise EStepError(f"the posterior of cluster {data.cluster_ids[bad]!r} is not proper")
 
     y1, y2 = np.zeros(p), np.zeros((p, p))
     am, hndd = np.zeros((p, r)), np.zeros((p, r))
-    row_sums(lv1.observed, lv1.freq.astype(float), lv1.pattern_sum, lv1.pattern_sumsq, mu_y,
+    row_sums(lv1.observed, work.freq, lv1.pattern_sum, lv1.pattern_sumsq, mu_y,
              work.kmat, work.hmat, work.emat, work.nm, work.ndd, work.sm, y1, y2, am, hndd)
     yv = y1[:, None] * mu_r[None, :] + am + hndd
     return Statistics(data.n_obs, data.n_clusters, t1, t2, y1, 0.5 * (y2 + y2.T), yv, v1n, v2n)

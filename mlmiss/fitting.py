@@ -80,7 +80,13 @@ def sem(model: str, data, cluster: str | None = None, fixed_x: bool = False, sta
                           f"not converge (logl {estimate.loglik:.4f}); the default start values "
                           "are used instead", ModelWarning, stacklevel=2)
             estimate = retry
-    fit = Fit(problem, estimate)
+    options = {"cluster": problem.data.cluster_name, "fixed_x": bool(fixed_x),
+               "optimizer": optimizer, "maxiter": maxiter, "gtol": gtol,
+               "max_seconds": max_seconds, "between_psd": bool(between_psd),
+               "start": None if start is None else "user"}
+    if optimizer == "em":
+        options.update(em)
+    fit = Fit(problem, estimate, options)
     if not fit.estimate.converged:
         warnings.warn(f"user model: the optimizer did not converge: {fit.estimate.message}",
                       ConvergenceWarning, stacklevel=2)

@@ -46,10 +46,13 @@ class Fit:
     ----------
     problem : the estimation problem (``partable``, ``model``, ``data``).
     estimate : what the optimizer found (:class:`mlmiss.estimation.optimizers.Estimate`).
+    options : the options of the call that made it (``sem()``'s keyword arguments, by
+        the names ``sem()`` takes).
     """
 
     problem: Problem
     estimate: Estimate
+    options: dict = field(default_factory=dict)
     _cache: dict = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ what was fitted

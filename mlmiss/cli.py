@@ -1,9 +1,13 @@
 """The ``mlmiss`` command.
 
-    mlmiss [--debug] fit MODEL_FILE DATA.csv --cluster NAME [--fixed-x] [--optimizer NAME]
-                         [--indefinite-between] [--max-seconds S]
-        fit a two-level model by FIML and print a lavaan-style summary; exit status 1 for
-        an error (one line; the traceback with --debug), 3 for a fit that did not converge
+    mlmiss [--debug] fit MODEL_FILE DATA.csv --cluster NAME [--fixed-x | --no-fixed-x]
+                         [--estimator {ML,MLR}] [--optimizer NAME] [--standardized]
+                         [--rsquare] [--output ESTIMATES.csv] [--json FIT.json]
+                         [--indefinite-between] [--max-seconds S] [--no-fit-measures]
+        fit a two-level model by FIML, print a lavaan-style summary and write the
+        estimates (CSV) and the whole fit (JSON) if asked; exit status 1 for an error
+        (one line naming it; the traceback with --debug), 3 for a fit that did not
+        converge (the summary and the files are still written)
     mlmiss table1 [--seed N] [--csv PATH] [--repeat-scale X]
         Table 1 of Rosseel (2021): every log-likelihood method on the paper-design data,
         checked against each other and timed beside the paper's R timings
@@ -26,6 +30,10 @@ from .version import __version__
 
 EXIT_ERROR = 1
 EXIT_NOT_CONVERGED = 3
+
+
+class InputError(Exception):
+    """A file the command cannot read or write; its message names the file."""
 
 #: the paper example's level-1 and between-only variables (``mlmiss.datasets``)
 PAPER_Y = [f"y{i}" for i in range(1, 11)] + ["x1", "x2", "x3"]
@@ -51,11 +59,27 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("data", type=Path, metavar="DATA.csv",
                      help="one row per level-1 unit; empty cells or NA are missing")
     fit.add_argument("--cluster", required=True, metavar="NAME", help="the cluster-id column")
-    fit.add_argument("--fixed-x", action="store_true",
-                     help="treat exogenous covariates as fixed (lavaan's fixed.x = TRUE); "
-                          "default: random, as fixed.x = FALSE")
+    fit.add_argument("--fixed-x", action=argparse.BooleanOptionalAction, default=None,
+                     help="treat exogenous covariates as fixed (lavaan's fixed.x = TRUE: "
+                          "rows missing a covariate are dropped) or, with --no-fixed-x, as "
+                          "random (fixed.x = FALSE); default: sem()'s")
+    fit.add_argument("--estimator", default="ML", type=str.upper, choices=["ML", "MLR"],
+                     help="ML (default) or MLR: the same estimates with robust (sandwich) "
+                          "standard errors and the Yuan-Bentler scaled test, as lavaan's MLR")
     fit.add_argument("--optimizer", default="auto", choices=list(OPTIMIZERS),
                      help="default auto (Krylov trust region, full trust region as fallback)")
+    fit.add_argument("--standardized", action="store_true",
+                     help="add the standardized estimates (Std.lv, Std.all) to the summary "
+                          "and to --output")
+    fit.add_argument("--rsquare", action="store_true",
+                     help="add the R-square of each level's dependent variables and "
+                          "indicators to the summary")
+    fit.add_argument("--output", type=Path, default=None, metavar="ESTIMATES.csv",
+                     help="write the parameter estimates (fit.parameter_estimates()) to this "
+                          "CSV file")
+    fit.add_argument("--json", type=Path, default=None, metavar="FIT.json",
+                     help="write the whole fit (fit.to_dict(): estimates, fit measures, "
+                          "moments, data summary, options, convergence) to this JSON file")
     fit.add_argument("--indefinite-between", action="store_true",
                      help="allow an indefinite model between covariance matrix wherever the "
                           "likelihood is defined (default: it must be positive semidefinite; "
@@ -64,6 +88,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="the optimizer's time limit (default 300)")
     fit.add_argument("--no-fit-measures", action="store_true",
                      help="skip the unrestricted and baseline fits (no test, no fit measures)")
+    fit.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                     help="show the full traceback of an error (as mlmiss --debug fit ...)")
 
     table = commands.add_parser(
         "table1", help="reproduce Table 1 of Rosseel (2021)",
@@ -83,25 +109,71 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run_fit(args) -> int:
+def _read(path: Path, what: str) -> str:
+    """A file's text, or an error naming the file and what it was for."""
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        raise InputError(f"{what} {str(path)!r}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{what} {str(path)!r}: cannot be read ({_reason(exc)})") from None
+
+
+def _reason(exc: Exception) -> str:
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+
+
+def _read_csv(path: Path):
     import pandas as pd
 
-    from .errors import DataError
+    if not path.exists():
+        raise InputError(f"data file {str(path)!r}: no such file")
+    try:
+        return pd.read_csv(path)
+    except (OSError, ValueError, UnicodeDecodeError) as exc:   # pandas' parser errors too
+        raise InputError(f"data file {str(path)!r}: cannot be read as CSV "
+                         f"({_reason(exc)})") from None
+
+
+def _write(path: Path, what: str, write) -> None:
+    try:
+        write(path)
+    except OSError as exc:
+        raise InputError(f"{what} {str(path)!r}: cannot be written ({_reason(exc)})") from None
+
+
+def _run_fit(args) -> int:
+    from .errors import DataError, ModelSyntaxError
     from .fitting import sem
     from .report import summary_text
 
-    model = args.model.read_text()
-    df = pd.read_csv(args.data)
+    model = _read(args.model, "model file")
+    df = _read_csv(args.data)
     if args.cluster not in df.columns:
         raise DataError(f"no column {args.cluster!r} in {args.data} "
                         f"(columns: {', '.join(map(str, df.columns))})")
+    options = {"cluster": args.cluster, "optimizer": args.optimizer,
+               "between_psd": not args.indefinite_between, "max_seconds": args.max_seconds,
+               "estimator": args.estimator}
+    if args.fixed_x is not None:
+        options["fixed_x"] = args.fixed_x
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        fit = sem(model, df, cluster=args.cluster, fixed_x=args.fixed_x,
-                  optimizer=args.optimizer, between_psd=not args.indefinite_between,
-                  max_seconds=args.max_seconds)
-        text = summary_text(fit, cluster=args.cluster, measures=not args.no_fit_measures)
-    print(text, end="")
+        try:
+            fit = sem(model, df, **options)
+        except ModelSyntaxError as exc:   # name the file the line is in
+            raise ModelSyntaxError(f"model file {str(args.model)!r}, {exc}") from None
+        text = summary_text(fit, cluster=args.cluster, measures=not args.no_fit_measures,
+                            standardized=args.standardized, rsquare=args.rsquare)
+        print(text, end="")
+        if args.output is not None:
+            table = fit.parameter_estimates(standardized=True) if args.standardized \
+                else fit.parameter_estimates()
+            if args.standardized:   # the columns the summary shows
+                table = table.drop(columns=["std_nox"], errors="ignore")
+            _write(args.output, "estimates file", lambda p: table.to_csv(p, index=False))
+        if args.json is not None:
+            _write(args.json, "JSON file", fit.to_json)
     for w in caught:
         print(f"Warning: {w.message}", file=sys.stderr)
     return 0 if fit.converged else EXIT_NOT_CONVERGED
@@ -184,7 +256,8 @@ def main(argv=None) -> int:
     except Exception as exc:  # every failure is one line for the user
         if args.debug:
             raise
-        print(f"mlmiss: error: {exc}", file=sys.stderr)
+        message = " ".join(str(exc).split()) or type(exc).__name__   # one line
+        print(f"mlmiss: error: {message}", file=sys.stderr)
         return EXIT_ERROR
 
 

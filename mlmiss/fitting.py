@@ -17,7 +17,8 @@ def sem(model: str, data, cluster: str | None = None, fixed_x: bool = False, sta
         optimizer: str = "auto", maxiter: int = 1000, gtol: float = 1e-9,
         max_seconds: float | None = 300.0, between_psd: bool = True,
         verbose: bool | None = None, em_iter_max: int = 10000, em_fx_tol: float = 1e-10,
-        em_dx_tol: float = 1e-7, em_accel: str | None = "squarem") -> Fit:
+        em_dx_tol: float = 1e-7, em_accel: str | None = "squarem", estimator: str = "ML",
+        se: str | None = None, test: str | None = None) -> Fit:
     """Fit a two-level SEM by full-information maximum likelihood.
 
     Parameters
@@ -48,11 +49,22 @@ def sem(model: str, data, cluster: str | None = None, fixed_x: bool = False, sta
         point where the likelihood is defined (an indefinite between covariance matrix,
         as lavaan allows down to eigenvalues of -0.05).
 
+    estimator : "ML" (default) or "MLR": the same estimates, with robust standard
+        errors (``se="robust"``) and the Yuan-Bentler scaled test
+        (``test="yuan.bentler.mplus"``), as lavaan's MLR for two-level models
+        (:mod:`mlmiss.inference.robust`).
+    se : "standard" (the observed information), "robust" (lavaan's
+        "robust.huber.white": the sandwich with cluster scores) or "none"; default from
+        ``estimator``.
+    test : "standard" or "yuan.bentler.mplus" (adds the scaled and robust fit measures)
+        or "none"; default from ``estimator``.
+
     The fit counts as converged when the largest element of the gradient of -logl / N
     is below 1e-6, whatever the optimizer says, and the observed information is positive
     definite (:meth:`Fit.checks`). When start() values in the syntax lead nowhere, the
     fit is tried again from the default start values and the better one is kept.
     """
+    se, test = _inference_options(estimator, se, test)
     if cluster is None and not hasattr(data, "level1"):
         raise ValueError("sem() needs cluster= (the cluster-id column) for a DataFrame")
     problem = build_problem(model, data, cluster, fixed_x)
@@ -83,7 +95,8 @@ def sem(model: str, data, cluster: str | None = None, fixed_x: bool = False, sta
     options = {"cluster": problem.data.cluster_name, "fixed_x": bool(fixed_x),
                "optimizer": optimizer, "maxiter": maxiter, "gtol": gtol,
                "max_seconds": max_seconds, "between_psd": bool(between_psd),
-               "start": None if start is None else "user"}
+               "start": None if start is None else "user",
+               "estimator": estimator.upper(), "se": se, "test": test}
     if optimizer == "em":
         options.update(em)
     fit = Fit(problem, estimate, options)
@@ -101,6 +114,30 @@ def sem(model: str, data, cluster: str | None = None, fixed_x: bool = False, sta
     for case in fit.checks().heywood:
         warnings.warn(f"user model: Heywood case at {case}", ModelWarning, stacklevel=2)
     return fit
+
+
+#: lavaan's names of the choices sem() accepts for ``se`` and ``test``, and what they mean here
+SE_NAMES = {"standard": "standard", "robust": "robust", "robust.huber.white": "robust",
+            "sandwich": "robust", "none": "none"}
+TEST_NAMES = {"standard": "standard", "yuan.bentler.mplus": "yuan.bentler.mplus",
+              "none": "none"}
+ESTIMATORS = {"ML": ("standard", "standard"), "MLR": ("robust", "yuan.bentler.mplus")}
+
+
+def _inference_options(estimator, se, test):
+    """(se, test) from lavaan's estimator / se / test arguments; a clear error for a
+    name that is not known."""
+    key = str(estimator).upper()
+    if key not in ESTIMATORS:
+        raise ValueError(f"estimator={estimator!r} is not available; use one of "
+                         f"{', '.join(map(repr, ESTIMATORS))}")
+    default_se, default_test = ESTIMATORS[key]
+    for name, value, known in (("se", se, SE_NAMES), ("test", test, TEST_NAMES)):
+        if value is not None and value not in known:
+            raise ValueError(f"{name}={value!r} is not available; use one of "
+                             f"{', '.join(map(repr, known))}")
+    return (SE_NAMES[se] if se is not None else default_se,
+            TEST_NAMES[test] if test is not None else default_test)
 
 
 #: the time the hint of :func:`_beyond_the_edge` may take

@@ -25,7 +25,10 @@ from .estimation.reference import ReferenceFit
 from .estimation.saturated import fit_saturated
 from .inference.checks import FitChecks, post_fit_checks
 from .inference.measures import fit_measures
+from .inference.robust import cluster_scores, first_order, sandwich, scaled_tests
+from .inference.standardized import r_squared, standardized_columns, standardized_solution
 from .inference.vcov import observed_information, observed_vcov
+from .output import fit_to_dict, fit_to_json
 from .report import Summary, summary_text
 from .threads import one_blas_thread
 
@@ -164,26 +167,61 @@ class Fit:
             return None, None
         return self._cached("boundary", lambda: tangent_basis(self.problem, self.theta))
 
-    def vcov(self) -> np.ndarray:
-        """Covariance matrix of theta: the inverse of the observed information
-        (:meth:`information`), lavaan's default for missing data. Warns
-        (:class:`mlmiss.InformationWarning`) when it is singular or not positive definite;
-        NaN where a second derivative could not be computed."""
-        return self._cached("vcov", lambda: observed_vcov(
+    @property
+    def se(self) -> str:
+        """lavaan's ``se``: "standard" (the observed information), "robust" (the
+        sandwich with cluster scores, lavaan's robust.huber.white) or "none"."""
+        return self.options.get("se", "standard")
+
+    @property
+    def test(self) -> str:
+        """lavaan's ``test``: "standard" or "yuan.bentler.mplus" (the scaled test of MLR)."""
+        return self.options.get("test", "standard")
+
+    def standard_vcov(self) -> np.ndarray:
+        """The inverse of the observed information (:meth:`information`), lavaan's
+        default for missing data. Warns (:class:`mlmiss.InformationWarning`) when it is
+        singular or not positive definite; NaN where a second derivative could not be
+        computed."""
+        return self._cached("standard_vcov", lambda: observed_vcov(
             self.problem, self.theta, self.parameter_names(), self.information(),
             self.boundary()[0]))
 
-    def parameter_estimates(self, ci_level: float = 0.95, se: bool = True) -> pd.DataFrame:
+    def scores(self) -> np.ndarray:
+        """(nclusters, npar): each cluster's gradient of its log-likelihood at the
+        estimates (:func:`mlmiss.inference.robust.cluster_scores`)."""
+        return self._cached("scores", lambda: cluster_scores(self.problem, self.theta))
+
+    def first_order(self) -> np.ndarray:
+        """The first-order information sum_j s_j s_j' of the cluster scores."""
+        return self._cached("first_order", lambda: first_order(self.scores()))
+
+    def vcov(self) -> np.ndarray:
+        """Covariance matrix of theta: with ``se="standard"`` :meth:`standard_vcov`;
+        with ``se="robust"`` the sandwich A^-1 B A^-1 with B :meth:`first_order`."""
+        if self.se == "robust":
+            return self._cached("robust_vcov", lambda: sandwich(self.standard_vcov(),
+                                                                self.first_order()))
+        return self.standard_vcov()
+
+    def scaled_test(self):
+        """The Yuan-Bentler scaled tests (Mplus variant) of the model and of the baseline
+        model (:func:`mlmiss.inference.robust.scaled_tests`)."""
+        return self._cached("scaled_test", lambda: scaled_tests(self))
+
+    def parameter_estimates(self, ci_level: float = 0.95, se: bool = True,
+                            standardized: bool = False) -> pd.DataFrame:
         """One row per parameter-table entry: lhs, op, rhs, level, label, est, and
         (``se=True``) se, z, pvalue, ci_lower, ci_upper (Wald, normal quantiles); fixed
-        parameters have se 0 and no test, as in lavaan."""
+        parameters have se 0 and no test, as in lavaan. ``standardized=True`` adds
+        std_lv, std_all, std_nox (:mod:`mlmiss.inference.standardized`)."""
         table = self.partable.table
         est = table["value"].to_numpy(dtype=float).copy()
         free = table["free"].to_numpy()
         est[free > 0] = self.theta[free[free > 0] - 1]
         out = pd.DataFrame({"lhs": table["lhs"], "op": table["op"], "rhs": table["rhs"],
                             "level": table["level"], "label": table["label"], "est": est})
-        if se:
+        if se and self.se != "none":
             from scipy import stats  # imported here: scipy.stats is slow to import
 
             variances = np.diag(self.vcov())
@@ -200,7 +238,17 @@ class Fit:
             out["pvalue"] = 2.0 * stats.norm.sf(np.abs(z))
             out["ci_lower"] = est - q * se_col
             out["ci_upper"] = est + q * se_col
+        if standardized:
+            for name, column in standardized_columns(self).items():
+                out[name] = column.to_numpy()
         return out
+
+    def standardized_solution(self, type: str = "std.all", ci_level: float = 0.95) -> pd.DataFrame:
+        """lavaan's standardizedSolution(): est_std of every parameter-table row, each
+        level by its own implied variances ("std.all", "std.lv" or "std.nox"), with
+        delta-method se, z, pvalue, ci_lower, ci_upper
+        (:mod:`mlmiss.inference.standardized`)."""
+        return standardized_solution(self, type=type, ci_level=ci_level)
 
     # ------------------------------------------------------------------ moments
     def implied(self) -> dict:
@@ -224,23 +272,46 @@ class Fit:
         return self._cached("baseline", lambda: _warn_unless_converged(
             fit_baseline(self.problem), "baseline model"))
 
-    def fit_measures(self) -> dict:
+    def fit_measures(self, scaled: bool | None = None) -> dict:
         """lavaan's fit measures (names with underscores): npar, logl, unrestricted_logl,
         aic, bic, chisq, df, pvalue, baseline_chisq, baseline_df, cfi, tli, rmsea,
-        srmr_within, srmr_between (:mod:`mlmiss.inference.measures`)."""
-        return self._cached("measures", lambda: fit_measures(self))
+        srmr_within, srmr_between, ... (:mod:`mlmiss.inference.measures`); with the
+        scaled test (``test="yuan.bentler.mplus"``, MLR; ``scaled`` None follows it) also
+        the scaled and robust ones (chisq_scaled, chisq_scaling_factor, cfi_robust,
+        rmsea_robust, ...)."""
+        if scaled is None:
+            scaled = self.test == "yuan.bentler.mplus"
+        if not scaled:
+            return self._cached("measures", lambda: fit_measures(self))
+        return self._cached("measures_scaled", lambda: fit_measures(self, self.scaled_test()))
 
-    def summary(self, fit_measures: bool = True) -> Summary:
-        """A lavaan-like text summary: a string that the prompt shows as the report
-        (``print(fit.summary())`` in a script); ``fit_measures=False`` leaves out the
-        test and the fit measures (no h1 or baseline fit)."""
-        return Summary(summary_text(self, measures=fit_measures))
+    def summary(self, standardized: bool = False, rsquare: bool = False,
+                fit_measures: bool = True) -> Summary:
+        """A lavaan-like text summary (lavaan's ``summary(fit, fit.measures = TRUE)``):
+        a string that the prompt shows as the report (``print(fit.summary())`` in a
+        script). ``standardized=True`` adds the Std.lv and Std.all columns,
+        ``rsquare=True`` an R-Square block per level; ``fit_measures=False`` leaves out
+        the test and the fit measures (no h1 or baseline fit)."""
+        return Summary(summary_text(self, measures=fit_measures, standardized=standardized,
+                                    rsquare=rsquare))
+
+    def to_dict(self) -> dict:
+        """The fit as JSON-ready data: estimates, fit measures, implied and h1 moments
+        per level, R-square, a data summary, options, convergence and versions
+        (:func:`mlmiss.output.fit_to_dict`)."""
+        return fit_to_dict(self)
+
+    def to_json(self, path=None, indent: int | None = 2) -> str:
+        """:meth:`to_dict` as JSON text (NaN as null), also written to ``path`` if given."""
+        return fit_to_json(self, path, indent=indent)
 
     def inspect(self, what: str):
         """lavaan's lavInspect for ``"h1"`` (or ``"sampstat"``: per-level means and
         covariances of the saturated model, lavaan's sample statistics with missing
-        data), ``"implied"`` (the model's, at the estimates) and ``"icc"`` (intraclass
-        correlations from h1, 0 for within-only variables)."""
+        data), ``"implied"`` (the model's, at the estimates), ``"icc"`` (intraclass
+        correlations from h1, 0 for within-only variables), ``"r2"`` (or ``"rsquare"``:
+        R-square per level, {"within": Series, "between": Series}) and ``"std"`` (or
+        ``"std.all"``: :meth:`standardized_solution`)."""
         if what in ("h1", "sampstat"):
             return to_levels(self.h1().moments, self.data.y_names, self.data.z_names)
         if what == "implied":
@@ -249,7 +320,12 @@ class Fit:
             m = self.h1().moments
             w, b = np.diag(m.sigma_w), np.diag(m.sigma_b)
             return pd.Series(b / (w + b), index=list(self.data.y_names), name="icc")
-        raise ValueError(f"inspect({what!r}): known are 'h1', 'sampstat', 'implied' and 'icc'")
+        if what in ("r2", "rsquare"):
+            return r_squared(self)
+        if what in ("std", "std.all"):
+            return self.standardized_solution()
+        raise ValueError(f"inspect({what!r}): known are 'h1', 'sampstat', 'implied', 'icc', "
+                         "'r2' and 'std'")
 
     def __repr__(self) -> str:
         status = "converged" if self.converged else "NOT converged"

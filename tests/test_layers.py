@@ -23,10 +23,11 @@ LAYERS = {
     "estimation": 4,
     "inference": 5,
     "report": 6,
-    "results": 7,
-    "fitting": 8,
-    "warmup": 9, "cli": 9,
-    "__init__": 10, "__main__": 11,
+    "output": 7,
+    "results": 8,
+    "fitting": 9,
+    "warmup": 10, "cli": 10,
+    "__init__": 11, "__main__": 12,
 }
 
 

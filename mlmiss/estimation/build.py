@@ -7,6 +7,8 @@ the rows lavaan drops and fixes the covariates at their sample moments.
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..data.frame import TwoLevelData
 from ..errors import ModelDataError
 from ..model.partable import check_variables, parameter_table
@@ -24,7 +26,9 @@ def build_problem(model, data, cluster=None, fixed_x: bool = False, checks: bool
         check_model(partable)
     exogenous = partable.covariates()
     covariates = exogenous if fixed_x else {1: [], 2: []}   # the ones fixed_x fixes
+    fixed_x_dropped = np.asarray([], dtype=object)
     if isinstance(data, TwoLevelData):
+        n_rows = data.n_obs + data.n_dropped_rows
         if (sorted(data.y_names) != sorted(partable.y_names)
                 or sorted(data.z_names) != sorted(partable.z_names)):
             raise ModelDataError(
@@ -35,8 +39,9 @@ def build_problem(model, data, cluster=None, fixed_x: bool = False, checks: bool
         check_variables(partable, list(data.columns))
         if checks and cluster in data.columns and len(data):
             check_cluster_count(data[cluster].nunique(), data[cluster].iloc[0], cluster)
+        n_rows = len(data)
         if fixed_x:
-            data = drop_incomplete(data, cluster, covariates[1], covariates[2])
+            data, fixed_x_dropped = drop_incomplete(data, cluster, covariates[1], covariates[2])
         data = TwoLevelData.from_frame(data, cluster, y=list(partable.y_names),
                                        z=list(partable.z_names))
     if checks:
@@ -45,4 +50,9 @@ def build_problem(model, data, cluster=None, fixed_x: bool = False, checks: bool
     if fixed_x:
         partable.table, marginal = fill_covariate_rows(partable.table, data, covariates[1],
                                                        covariates[2])
-    return Problem(partable, data, covariate_loglik=marginal)
+    problem = Problem(partable, data, covariate_loglik=marginal)
+    # lavaan's "Used / Total": the rows given, and those fixed_x dropped (the rows with
+    # every level-1 value missing are the data's own ``dropped_rows``)
+    problem.n_rows_given = int(n_rows)
+    problem.fixed_x_dropped_rows = fixed_x_dropped
+    return problem

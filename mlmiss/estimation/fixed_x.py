@@ -24,7 +24,8 @@ LOG_2PI = np.log(2.0 * np.pi)
 
 def drop_incomplete(df, cluster, x_within, x_between):
     """The rows lavaan keeps: complete level-1 covariates, clusters with complete
-    level-2 covariates (their value may sit on any row of the cluster)."""
+    level-2 covariates (their value may sit on any row of the cluster). Returns (the
+    kept rows, the index labels of the dropped ones)."""
     keep = df[x_within].notna().all(axis=1) if x_within else np.ones(len(df), bool)
     if x_between:
         per_cluster = df.groupby(cluster, sort=False)[x_between].agg(lambda s: s.notna().any())
@@ -34,7 +35,8 @@ def drop_incomplete(df, cluster, x_within, x_between):
     if dropped:
         warnings.warn(f"fixed_x=True: {dropped} rows dropped for missing values in the exogenous "
                       f"covariates {x_within + x_between} (as lavaan does)", stacklevel=3)
-    return df[np.asarray(keep)]
+    keep = np.asarray(keep, dtype=bool)
+    return df[keep], np.asarray(df.index[~keep])
 
 
 def _sample_moments(values):

@@ -13,7 +13,7 @@ from functools import cached_property
 
 import numpy as np
 
-from ..likelihood import loglik, loglik_and_gradient
+from ..likelihood import cluster_logliks, loglik, loglik_and_gradient
 from ..model.ram import TwoLevelModel, flatten_gradient
 from ..model.start import start_values
 from .boundary import INADMISSIBLE, between_is_psd
@@ -59,6 +59,11 @@ class Objective:
         if g is None:
             return value, None
         return value, self.gradient_of_moments(theta, g)
+
+    def cluster_logliks(self, theta):
+        """Each cluster's log-likelihood at theta wherever the likelihood is defined
+        (no admissible-region policy), or None: robust inference differentiates it."""
+        return cluster_logliks(self.data, self.moments(theta))
 
     def gradient(self, theta):
         """The gradient of the log-likelihood in theta, or None where it is -inf."""

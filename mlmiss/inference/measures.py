@@ -65,7 +65,7 @@ from ..estimation.baseline import baseline_syntax
 from ..model.partable import parameter_table
 
 __all__ = ["baseline_npar", "sample_statistics", "degrees_of_freedom", "fit_measures",
-           "MEASURES"]
+           "MEASURES", "SCALED_MEASURES"]
 
 #: the keys of :func:`fit_measures`, lavaan's names with dots as underscores
 MEASURES = ("npar", "ntotal", "logl", "unrestricted_logl", "aic", "bic", "bic2", "sabic",
@@ -73,6 +73,16 @@ MEASURES = ("npar", "ntotal", "logl", "unrestricted_logl", "aic", "bic", "bic2",
             "cfi", "tli", "rmsea", "rmsea_ci_lower", "rmsea_ci_upper", "rmsea_ci_level",
             "rmsea_pvalue", "rmsea_close_h0", "rmsea_notclose_pvalue", "rmsea_notclose_h0",
             "srmr", "srmr_within", "srmr_between")
+#: the keys the scaled test (MLR) adds, lavaan's names with dots as underscores
+SCALED_MEASURES = ("chisq_scaled", "df_scaled", "pvalue_scaled", "chisq_scaling_factor",
+                   "scaling_factor_h1", "scaling_factor_h0", "baseline_chisq_scaled",
+                   "baseline_df_scaled", "baseline_pvalue_scaled",
+                   "baseline_chisq_scaling_factor", "cfi_scaled", "tli_scaled", "cfi_robust",
+                   "tli_robust", "rmsea_scaled", "rmsea_ci_lower_scaled",
+                   "rmsea_ci_upper_scaled", "rmsea_pvalue_scaled",
+                   "rmsea_notclose_pvalue_scaled", "rmsea_robust", "rmsea_ci_lower_robust",
+                   "rmsea_ci_upper_robust", "rmsea_pvalue_robust",
+                   "rmsea_notclose_pvalue_robust")
 #: lavaan's defaults: a 90% interval, close fit RMSEA <= 0.05, not-close fit >= 0.08
 RMSEA_CI_LEVEL = 0.90
 RMSEA_CLOSE = 0.05
@@ -176,19 +186,22 @@ def _srmr(observed: np.ndarray, fitted: np.ndarray) -> float:
     return float(np.sqrt(np.sum(lower ** 2) / lower.size))
 
 
-def _cfi(x2, df, x2_0, df_0) -> float:
-    if any(math.isnan(float(v)) for v in (x2, df, x2_0, df_0)):
+def _cfi(x2, df, x2_0, df_0, c=1.0, c_0=1.0) -> float:
+    """CFI; with the scaling factors c, c_0 of the two statistics the robust CFI (the
+    non-centralities x2 - c df)."""
+    if any(math.isnan(float(v)) for v in (x2, df, x2_0, df_0, c, c_0)):
         return float("nan")
-    t1 = max(x2 - df, 0.0)
-    t2 = max(x2 - df, x2_0 - df_0, 0.0)
+    t1 = max(x2 - c * df, 0.0)
+    t2 = max(x2 - c * df, x2_0 - c_0 * df_0, 0.0)
     if abs(t1) < 1.5e-8 and abs(t2) < 1.5e-8:
         return 1.0
     return 1.0 - t1 / t2
 
 
-def _tli(x2, df, x2_0, df_0) -> float:
-    t1 = (x2 - df) * df_0
-    t2 = (x2_0 - df_0) * df
+def _tli(x2, df, x2_0, df_0, c=1.0, c_0=1.0) -> float:
+    """TLI; with scaling factors the robust TLI, as :func:`_cfi`."""
+    t1 = (x2 - c * df) * df_0
+    t2 = (x2_0 - c_0 * df_0) * df
     if not (math.isfinite(t1) and math.isfinite(t2)):
         return float("nan")
     if df > 0 and abs(t2) > 0:
@@ -196,12 +209,13 @@ def _tli(x2, df, x2_0, df_0) -> float:
     return 1.0
 
 
-def _rmsea(x2, df, n) -> float:
-    if not math.isfinite(x2):
+def _rmsea(x2, df, n, c=1.0) -> float:
+    """RMSEA; with the scaling factor c the robust RMSEA sqrt(max(x2/(N df) - c/N, 0))."""
+    if not (math.isfinite(x2) and math.isfinite(c)):
         return float("nan")
     if df <= 0:
         return 0.0
-    return math.sqrt(max(x2 / n / df - 1.0 / n, 0.0))
+    return math.sqrt(max(x2 / n / df - c / n, 0.0))
 
 
 def _noncentral_cdf(x2, df, ncp) -> float:
@@ -211,11 +225,12 @@ def _noncentral_cdf(x2, df, ncp) -> float:
     return float(chi2.cdf(x2, df) if ncp <= 0.0 else ncx2.cdf(x2, df, ncp))
 
 
-def _rmsea_interval(x2, df, n, level=RMSEA_CI_LEVEL) -> tuple[float, float]:
-    """The RMSEA's confidence interval from the non-central chi-square (module doc)."""
+def _rmsea_interval(x2, df, n, level=RMSEA_CI_LEVEL, c=1.0) -> tuple[float, float]:
+    """The RMSEA's confidence interval from the non-central chi-square (module doc);
+    with the scaling factor c (and the scaled x2) the robust one, sqrt(c lambda / (N df))."""
     from scipy.optimize import brentq
 
-    if not math.isfinite(x2):
+    if not (math.isfinite(x2) and math.isfinite(c)):
         return float("nan"), float("nan")
     if df <= 0:
         return 0.0, 0.0
@@ -226,17 +241,18 @@ def _rmsea_interval(x2, df, n, level=RMSEA_CI_LEVEL) -> tuple[float, float]:
         if df < 1 or _noncentral_cdf(x2, df, 0.0) < target or _noncentral_cdf(x2, df, top) > target:
             return 0.0
         lam = brentq(lambda v: _noncentral_cdf(x2, df, v) - target, 0.0, top, xtol=1e-12)
-        return math.sqrt(lam / (n * df))
+        return math.sqrt(c * lam / (n * df))
 
     return rmsea_of(upper_p, x2), rmsea_of(lower_p, max(n, 4.0 * x2))
 
 
-def _rmsea_tests(x2, df, n) -> tuple[float, float]:
-    """p-values of close fit (RMSEA <= 0.05) and of not-close fit (RMSEA >= 0.08)."""
-    if df <= 0 or not math.isfinite(x2):
+def _rmsea_tests(x2, df, n, c=1.0) -> tuple[float, float]:
+    """p-values of close fit (RMSEA <= 0.05) and of not-close fit (RMSEA >= 0.08); with
+    the scaling factor c (and the scaled x2) the robust ones (non-centrality / c)."""
+    if df <= 0 or not (math.isfinite(x2) and math.isfinite(c)):
         return float("nan"), float("nan")
-    close = 1.0 - _noncentral_cdf(x2, df, n * df * RMSEA_CLOSE ** 2)
-    return close, _noncentral_cdf(x2, df, n * df * RMSEA_NOTCLOSE ** 2)
+    close = 1.0 - _noncentral_cdf(x2, df, n * df * RMSEA_CLOSE ** 2 / c)
+    return close, _noncentral_cdf(x2, df, n * df * RMSEA_NOTCLOSE ** 2 / c)
 
 
 def _pvalue(x2, df) -> float:
@@ -247,10 +263,12 @@ def _pvalue(x2, df) -> float:
     return float(chi2.sf(x2, df))
 
 
-def fit_measures(fit) -> dict:
+def fit_measures(fit, scaled=None) -> dict:
     """lavaan's ``fitMeasures()`` for a two-level ML fit (names with ``_`` for ``.``).
 
-    Keys: :data:`MEASURES`. See the module docstring for each definition.
+    Keys: :data:`MEASURES`, and with ``scaled`` (the model's and the baseline's
+    :class:`mlmiss.inference.robust.ScaledTest`) also :data:`SCALED_MEASURES`. See the
+    module docstring for each definition.
     """
     partable = fit.partable
     npar = int(fit.npar)
@@ -303,4 +321,31 @@ def fit_measures(fit) -> dict:
         "srmr_within": srmr_within,
         "srmr_between": srmr_between,
     }
-    return {k: out[k] for k in MEASURES}
+    result = {k: out[k] for k in MEASURES}
+    if scaled is not None:
+        result.update(_scaled_measures(result, *scaled))
+    return result
+
+
+def _scaled_measures(m, model, baseline) -> dict:
+    """The MLR measures (module doc) from the standard ones and the scaling factors."""
+    x2, df, n = m["chisq"], m["df"], float(m["ntotal"])
+    b2, bdf = m["baseline_chisq"], m["baseline_df"]
+    c, cb = model.scaling_factor, baseline.scaling_factor
+    x2s, b2s = x2 / c, b2 / cb
+    out = {"chisq_scaled": x2s, "df_scaled": df, "pvalue_scaled": _pvalue(x2s, df),
+           "chisq_scaling_factor": c,
+           "scaling_factor_h1": model.scaling_factor_h1,
+           "scaling_factor_h0": model.scaling_factor_h0,
+           "baseline_chisq_scaled": b2s, "baseline_df_scaled": bdf,
+           "baseline_pvalue_scaled": _pvalue(b2s, bdf), "baseline_chisq_scaling_factor": cb,
+           "cfi_scaled": _cfi(x2s, df, b2s, bdf), "tli_scaled": _tli(x2s, df, b2s, bdf),
+           "cfi_robust": _cfi(x2, df, b2, bdf, c, cb), "tli_robust": _tli(x2, df, b2, bdf, c, cb),
+           # lavaan's scaled RMSEA: the unscaled statistic on tr(U Gamma) = c df
+           # degrees of freedom; the robust one: non-centrality x2 - c df
+           "rmsea_scaled": _rmsea(x2, c * df, n), "rmsea_robust": _rmsea(x2, df, n, c)}
+    out["rmsea_ci_lower_scaled"], out["rmsea_ci_upper_scaled"] = _rmsea_interval(x2, c * df, n)
+    out["rmsea_ci_lower_robust"], out["rmsea_ci_upper_robust"] = _rmsea_interval(x2s, df, n, c=c)
+    out["rmsea_pvalue_scaled"], out["rmsea_notclose_pvalue_scaled"] = _rmsea_tests(x2, c * df, n)
+    out["rmsea_pvalue_robust"], out["rmsea_notclose_pvalue_robust"] = _rmsea_tests(x2s, df, n, c)
+    return {k: out[k] for k in SCALED_MEASURES}

@@ -5,6 +5,6 @@ Knows data and moments only, nothing of models. ``paper/`` holds the paper's tea
 sequence; nothing here imports it.
 """
 
-from .engine import loglik, loglik_and_gradient, loglik_gradient
+from .engine import cluster_logliks, loglik, loglik_and_gradient, loglik_gradient
 
-__all__ = ["loglik", "loglik_and_gradient", "loglik_gradient"]
+__all__ = ["cluster_logliks", "loglik", "loglik_and_gradient", "loglik_gradient"]

@@ -62,10 +62,11 @@ def cluster_blocks(j, q, mu_z, z, zinv, h, cluster_pair_ptr, pair_pattern, pair_
 @njit(cache=True, fastmath=FAST)
 def cluster_terms(mu_z, z, cluster_pattern, zinv, zlogdet, h, s_bz, r_bz, rank_bz, s_inv,
                   s_logdet, s_inv_h, cluster_pair_ptr, pair_pattern, pair_freq, pair_sum,
-                  wb, wbb, wmub):
+                  wb, wbb, wmub, each):
     """Every cluster: A_j and p_j from the cluster's (pattern,
     count, sum y) pairs, then log|G Szz G'| + log|M_j| + q_zz + 2 q_yz + (q_yy - within
-    part), summed.
+    part), summed; also written per cluster into ``each`` unless it is empty (the
+    cluster-wise log-likelihoods of robust inference).
 
     M_j = I + S A_j (S = Sigma_j(b.z)) is not symmetric. With S = R R' (rank r, from
     stage 2), the push-through identity gives M_j^{-1} = I - R N^{-1} R' A_j with the
@@ -130,7 +131,10 @@ def cluster_terms(mu_z, z, cluster_pattern, zinv, zlogdet, h, s_bz, r_bz, rank_b
                 pg += pj[e] * g[e]
             # p' M^{-1} S p = p' Ms^{-1} p;  p' M^{-1} g = p' Ms^{-1} S^{-1} g;
             # g' A M^{-1} g = g' S^{-1} g - g' S^{-1} Ms^{-1} S^{-1} g
-            total += zlogdet[q] + s_logdet[q] + logdet_ms + qzz_a + (gsg - yy) - 2.0 * xy - xx
+            term = zlogdet[q] + s_logdet[q] + logdet_ms + qzz_a + (gsg - yy) - 2.0 * xy - xx
+            total += term
+            if each.size:
+                each[j] = term
             continue
         r = rank_bz[q]
         if r < 0:
@@ -138,6 +142,8 @@ def cluster_terms(mu_z, z, cluster_pattern, zinv, zlogdet, h, s_bz, r_bz, rank_b
             if np.isnan(term):
                 return np.nan
             total += zlogdet[q] + qzz_a + term
+            if each.size:
+                each[j] = zlogdet[q] + qzz_a + term
             continue
         # A g, g' A g, p' g
         gag = 0.0
@@ -188,7 +194,10 @@ def cluster_terms(mu_z, z, cluster_pattern, zinv, zlogdet, h, s_bz, r_bz, rank_b
         qyy_b = xx
         qyz = -(pg - xy)
         qzz_b = gag - yy
-        total += zlogdet[q] + logdet_n + qzz_a + qzz_b + 2.0 * qyz - qyy_b
+        term = zlogdet[q] + logdet_n + qzz_a + qzz_b + 2.0 * qyz - qyy_b
+        total += term
+        if each.size:
+            each[j] = term
     return total
 
 

@@ -28,9 +28,11 @@ from ..errors import InadmissibleMomentsError
 from ..linalg import cholesky_inverse
 from .between import between_patterns
 from .clusters import cluster_scores, cluster_terms
-from .within import within_backward, within_forward
+from .within import row_within_terms, within_backward, within_forward
 
 LOG_2PI = np.log(2.0 * np.pi)
+#: the cluster stage's per-cluster output, when only the sum is wanted
+_NO_CLUSTERS = np.empty(0)
 
 
 class Stages(NamedTuple):
@@ -96,10 +98,41 @@ def loglik(data, moments) -> float:
     between = cluster_terms(moments.mu_z, data.z, l2.cluster_pattern, st.zinv, st.zlogdet, st.h,
                             st.s_bz, st.r_bz, st.rank_bz, st.s_inv, st.s_logdet, st.s_inv_h,
                             l1.cluster_pair_ptr, l1.pair_pattern, l1.pair_freq, l1.pair_sum,
-                            st.wb, st.wbb, st.wmub)
+                            st.wb, st.wbb, st.wmub, _NO_CLUSTERS)
     if np.isnan(between):
         return -np.inf
     return float(-0.5 * (data.n_observed_values * LOG_2PI + st.within + between))
+
+
+def cluster_logliks(data, moments):
+    """Each cluster's log-likelihood (J,), summing to :func:`loglik`; None where the
+    moments are not admissible. The clusters are independent, so these are the terms
+    whose derivatives are the cluster scores of robust (sandwich) inference.
+
+    Cluster j's term is its rows' within part, sum_i [log|Sigma_w[o_i, o_i]| + r_i' W_i
+    r_i] with r_i = y_i - mu_y over the row's observed set (the per-row form of what
+    stage 1 sums per pattern), plus its cluster stage term, plus the 2 pi constant of
+    its observed values."""
+    data.check_moments(moments)
+    l1, l2 = data.level1, data.level2
+    st = pattern_stages(data, moments)
+    if st is None:
+        return None
+    each = np.empty(data.n_clusters)
+    between = cluster_terms(moments.mu_z, data.z, l2.cluster_pattern, st.zinv, st.zlogdet, st.h,
+                            st.s_bz, st.r_bz, st.rank_bz, st.s_inv, st.s_logdet, st.s_inv_h,
+                            l1.cluster_pair_ptr, l1.pair_pattern, l1.pair_freq, l1.pair_sum,
+                            st.wb, st.wbb, st.wmub, each)
+    if np.isnan(between):
+        return None
+    within = np.empty(data.n_obs)
+    if not row_within_terms(moments.sigma_w, moments.mu_y, data.y, l1.row_pattern, l1.observed,
+                            within):
+        return None
+    values = (np.bincount(data.row_cluster, within, data.n_clusters) + each
+              + LOG_2PI * (np.bincount(data.row_cluster, (~np.isnan(data.y)).sum(axis=1),
+                                       data.n_clusters) + (~np.isnan(data.z)).sum(axis=1)))
+    return -0.5 * values
 
 
 def loglik_and_gradient(data, moments):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ..linalg import FAST, drop_variable_into
+from ..linalg import FAST, cholesky_inverse_into, drop_variable_into
 
 
 @njit(cache=True, fastmath=FAST)
@@ -231,3 +231,45 @@ def within_backward(mu_y, omega_w, bidx, tree_var, tree_depth, tree_pattern, fre
             g_sigma_w[b, a] = t
 
 
+
+
+@njit(cache=True, fastmath=FAST)
+def row_within_terms(sigma_w, mu_y, y, row_pattern, observed, out):
+    """Each row's within part, log|Sigma_w[o, o]| + r' Sigma_w[o, o]^{-1} r with
+    r = y[o] - mu_y[o] over the row's observed set o, into ``out``: what
+    :func:`within_forward` sums per pattern, kept per row so that it can be summed
+    per cluster. Returns False if some Sigma_w[o, o] is not positive definite."""
+    n_pat, p = observed.shape
+    idx = np.empty((n_pat, p), np.int64)
+    size = np.empty(n_pat, np.int64)
+    inv = np.empty((n_pat, p, p))
+    logdet = np.empty(n_pat)
+    sub = np.empty((p, p))
+    work = np.empty((p, p))
+    for q in range(n_pat):
+        m = 0
+        for a in range(p):
+            if observed[q, a]:
+                idx[q, m] = a
+                m += 1
+        size[q] = m
+        for a in range(m):
+            for b in range(m):
+                sub[a, b] = sigma_w[idx[q, a], idx[q, b]]
+        logdet[q] = cholesky_inverse_into(sub, m, inv[q], work)
+        if np.isnan(logdet[q]):
+            return False
+    r = np.empty(p)
+    for i in range(y.shape[0]):
+        q = row_pattern[i]
+        m = size[q]
+        for a in range(m):
+            r[a] = y[i, idx[q, a]] - mu_y[idx[q, a]]
+        quad = 0.0
+        for a in range(m):
+            t = 0.0
+            for b in range(m):
+                t += inv[q, a, b] * r[b]
+            quad += r[a] * t
+        out[i] = logdet[q] + quad
+    return True

@@ -61,8 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--cluster", required=True, metavar="NAME", help="the cluster-id column")
     fit.add_argument("--fixed-x", action=argparse.BooleanOptionalAction, default=None,
                      help="treat exogenous covariates as fixed (lavaan's fixed.x = TRUE: "
-                          "rows missing a covariate are dropped) or, with --no-fixed-x, as "
-                          "random (fixed.x = FALSE); default: sem()'s")
+                          "rows missing a covariate are dropped; sem()'s default) or, with "
+                          "--no-fixed-x, as random (fixed.x = FALSE)")
     fit.add_argument("--estimator", default="ML", type=str.upper, choices=["ML", "MLR"],
                      help="ML (default) or MLR: the same estimates with robust (sandwich) "
                           "standard errors and the Yuan-Bentler scaled test, as lavaan's MLR")
@@ -167,10 +167,7 @@ def _run_fit(args) -> int:
                             standardized=args.standardized, rsquare=args.rsquare)
         print(text, end="")
         if args.output is not None:
-            table = fit.parameter_estimates(standardized=True) if args.standardized \
-                else fit.parameter_estimates()
-            if args.standardized:   # the columns the summary shows
-                table = table.drop(columns=["std_nox"], errors="ignore")
+            table = fit.parameter_estimates(standardized=args.standardized)
             _write(args.output, "estimates file", lambda p: table.to_csv(p, index=False))
         if args.json is not None:
             _write(args.json, "JSON file", fit.to_json)

@@ -13,12 +13,14 @@ from .estimation.optimizers import optimize
 from .results import Fit
 
 
-def sem(model: str, data, cluster: str | None = None, fixed_x: bool = False, start=None,
+def sem(model: str, data, cluster: str | None = None, fixed_x: bool = True, start=None,
         optimizer: str = "auto", maxiter: int = 1000, gtol: float = 1e-9,
         max_seconds: float | None = 300.0, between_psd: bool = True,
         verbose: bool | None = None, em_iter_max: int = 10000, em_fx_tol: float = 1e-10,
         em_dx_tol: float = 1e-7, em_accel: str | None = "squarem", estimator: str = "ML",
-        se: str | None = None, test: str | None = None) -> Fit:
+        se: str | None = None, test: str | None = None, std_lv: bool = False,
+        orthogonal: bool = False, missing: str = "ml", optim_method: str | None = None,
+        **lavaan_options) -> Fit:
     """Fit a two-level SEM by full-information maximum likelihood.
 
     Parameters
@@ -26,10 +28,12 @@ def sem(model: str, data, cluster: str | None = None, fixed_x: bool = False, sta
     model : lavaan model syntax with ``level: 1`` and ``level: 2`` blocks.
     data : a pandas DataFrame (one row per level-1 unit) or a :class:`TwoLevelData`.
     cluster : the cluster-id column (not needed with a :class:`TwoLevelData`).
-    fixed_x : lavaan's ``fixed.x``; the default False treats exogenous observed
-        variables as random (their means, variances and covariances are estimated).
-        True fixes them at their sample moments and reports the conditional
-        log-likelihood, as lavaan does (:mod:`mlmiss.estimation.fixed_x`).
+    fixed_x : lavaan's ``fixed.x``; the default True (lavaan's ``sem()`` default) fixes
+        exogenous observed covariates at their sample moments, drops the rows (and
+        clusters) missing one, and reports the conditional log-likelihood, as lavaan
+        does (:mod:`mlmiss.estimation.fixed_x`). False treats them as random: their
+        means, variances and covariances are estimated and their missing values are
+        handled by FIML like any other.
     start : optional theta to start from (default: lavaan-style simple start values).
     optimizer : "auto" (default: scipy's Krylov trust region with Hessian-vector products
         from the analytic gradient, and the full-Hessian trust region when that does not
@@ -59,15 +63,38 @@ def sem(model: str, data, cluster: str | None = None, fixed_x: bool = False, sta
     test : "standard" or "yuan.bentler.mplus" (adds the scaled and robust fit measures)
         or "none"; default from ``estimator``.
 
+    std_lv : lavaan's ``std.lv``: scale latent variables by fixing their variances at 1
+        (their first loadings free).
+    orthogonal : lavaan's ``orthogonal``: the covariances among latent variables that the
+        defaults add are fixed at 0.
+    missing : "ml" (full-information ML; also "fiml", "direct", "ml.x"): the only method.
+    optim_method : lavaan's name for ``optimizer`` ("em", or "nlminb"/"default" for the
+        default trust region).
+    **lavaan_options : lavaan's dotted names (``**{"fixed.x": False, "std.lv": True}``)
+        are accepted for the options above; any other name is an error.
+
     The fit counts as converged when the largest element of the gradient of -logl / N
     is below 1e-6, whatever the optimizer says, and the observed information is positive
     definite (:meth:`Fit.checks`). When start() values in the syntax lead nowhere, the
     fit is tried again from the default start values and the better one is kept.
     """
+    if lavaan_options:
+        given = {"fixed_x": fixed_x, "std_lv": std_lv, "orthogonal": orthogonal,
+                 "estimator": estimator, "se": se, "test": test, "missing": missing,
+                 "optim_method": optim_method}
+        given.update(_lavaan_names(lavaan_options))
+        fixed_x, std_lv, orthogonal = given["fixed_x"], given["std_lv"], given["orthogonal"]
+        estimator, se, test = given["estimator"], given["se"], given["test"]
+        missing, optim_method = given["missing"], given["optim_method"]
+    if str(missing).lower() not in MISSING_NAMES:
+        raise ValueError(f"missing={missing!r} is not available: mlmiss estimates by "
+                         "full-information ML (missing='ml'), which uses every observed value")
+    if optim_method is not None:
+        optimizer = _optimizer_name(optim_method)
     se, test = _inference_options(estimator, se, test)
     if cluster is None and not hasattr(data, "level1"):
         raise ValueError("sem() needs cluster= (the cluster-id column) for a DataFrame")
-    problem = build_problem(model, data, cluster, fixed_x)
+    problem = build_problem(model, data, cluster, fixed_x, std_lv=std_lv, orthogonal=orthogonal)
     problem.between_psd = bool(between_psd)
     # EM's path is monotone: it starts from loadings with the signs the data give
     loadings = "fabin3" if optimizer == "em" else "simple"
@@ -96,7 +123,8 @@ def sem(model: str, data, cluster: str | None = None, fixed_x: bool = False, sta
                "optimizer": optimizer, "maxiter": maxiter, "gtol": gtol,
                "max_seconds": max_seconds, "between_psd": bool(between_psd),
                "start": None if start is None else "user",
-               "estimator": estimator.upper(), "se": se, "test": test}
+               "estimator": estimator.upper(), "se": se, "test": test,
+               "std_lv": bool(std_lv), "orthogonal": bool(orthogonal), "missing": "ml"}
     if optimizer == "em":
         options.update(em)
     fit = Fit(problem, estimate, options)
@@ -138,6 +166,39 @@ def _inference_options(estimator, se, test):
                              f"{', '.join(map(repr, known))}")
     return (SE_NAMES[se] if se is not None else default_se,
             TEST_NAMES[test] if test is not None else default_test)
+
+
+#: lavaan's names for full-information ML
+MISSING_NAMES = ("ml", "fiml", "direct", "ml.x")
+#: the lavaan options sem() takes under their dotted names, and sem()'s own name
+LAVAAN_NAMES = {"fixed.x": "fixed_x", "std.lv": "std_lv", "orthogonal": "orthogonal",
+                "estimator": "estimator", "se": "se", "test": "test", "missing": "missing",
+                "optim.method": "optim_method"}
+
+
+def _lavaan_names(options: dict) -> dict:
+    """sem()'s names for lavaan's dotted option names; an unknown name is an error."""
+    out = {}
+    for name, value in options.items():
+        key = LAVAAN_NAMES.get(name)
+        if key is None:
+            known = sorted(set(LAVAAN_NAMES) | set(LAVAAN_NAMES.values()))
+            raise TypeError(f"sem() has no option {name!r}; lavaan's options it knows: "
+                            f"{', '.join(known)} (and optimizer, start, maxiter, gtol, "
+                            "max_seconds, between_psd, verbose, em_*)")
+        out[key] = value
+    return out
+
+
+def _optimizer_name(optim_method: str) -> str:
+    """sem()'s optimizer for lavaan's ``optim.method``."""
+    name = str(optim_method).lower()
+    if name in ("nlminb", "default", "auto"):
+        return "auto"
+    if name in ("em", "l-bfgs-b", "trust-exact"):
+        return {"em": "em", "l-bfgs-b": "L-BFGS-B", "trust-exact": "trust-exact"}[name]
+    raise ValueError(f"optim_method={optim_method!r} is not available; use 'nlminb' (the "
+                     "default trust region), 'em', 'L-BFGS-B' or 'trust-exact'")
 
 
 #: the time the hint of :func:`_beyond_the_edge` may take

@@ -420,7 +420,7 @@ def _r_square(fit, level: int, cluster) -> list[tuple[str, float]]:
 def _se_block(fit, with_se: bool) -> list[str]:
     lines = ["", "Parameter Estimates:", ""]
     if not with_se:
-        return lines[:-1]
+        return lines
     if _se_kind(fit) == "robust":
         rows = [("Standard errors", "Sandwich"), ("Information bread", "Observed")]
     else:

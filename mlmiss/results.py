@@ -25,6 +25,9 @@ from .estimation.reference import ReferenceFit
 from .estimation.saturated import fit_saturated
 from .inference.checks import FitChecks, post_fit_checks
 from .inference.measures import fit_measures
+from .inference.modindices import modindices as modification_indices
+from .inference.predict import predict as predict_scores
+from .inference.residuals import residuals as residual_moments
 from .inference.robust import cluster_scores, first_order, sandwich, scaled_tests
 from .inference.standardized import r_squared, standardized_columns, standardized_solution
 from .inference.vcov import observed_information, observed_vcov
@@ -326,6 +329,35 @@ class Fit:
             return self.standardized_solution()
         raise ValueError(f"inspect({what!r}): known are 'h1', 'sampstat', 'implied', 'icc', "
                          "'r2' and 'std'")
+
+    def residuals(self, type: str = "cor") -> dict:
+        """lavaan's ``residuals(fit, type=)``: h1 (saturated) minus model-implied moments
+        per level, ``{"within": {"mean": Series, "cov": DataFrame}, "between": {...}}``.
+        ``type``: "cor" (= "cor.bollen": correlation metric, the SRMR's; lavaan's own
+        default is "raw"), "raw" or "cor.bentler" (:mod:`mlmiss.inference.residuals`)."""
+        with one_blas_thread():
+            return residual_moments(self, type)
+
+    def modindices(self, sort: bool = False, minimum_value: float = 0.0,
+                   information: str = "expected") -> pd.DataFrame:
+        """lavaan's ``modindices(fit)``: 1-df score tests of the fixed parameters lavaan
+        would free, per level (lhs, op, rhs, level, mi, epc, sepc_all); ``sort`` by
+        decreasing mi, ``minimum_value`` to keep larger ones only, ``information``
+        "expected" (lavaan's default here) or "observed"
+        (:mod:`mlmiss.inference.modindices`)."""
+        with one_blas_thread():
+            return modification_indices(self, sort=sort, minimum_value=minimum_value,
+                                        information=information)
+
+    def predict(self, level: int = 1, type: str = "lv",
+                lavaan_centering: bool = False) -> pd.DataFrame:
+        """lavaan's ``lavPredict(fit, level=, type=)``: factor scores ("lv") or predicted
+        values ("yhat" / "ov") given all the observed data of each cluster; ``level=1``
+        one row per observation used, ``level=2`` one row per cluster (index: cluster
+        ids). ``lavaan_centering=True`` reproduces lavaan 0.7.2's shifted scores
+        (:mod:`mlmiss.inference.predict`)."""
+        with one_blas_thread():
+            return predict_scores(self, level, type, lavaan_centering)
 
     def __repr__(self) -> str:
         status = "converged" if self.converged else "NOT converged"

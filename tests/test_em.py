@@ -118,14 +118,14 @@ def test_sem_with_em_reports_it(lavaan_fit):
 
     ref, default = lavaan_fit("demo_twolevel_missing")
     df = pd.read_csv(LAVAAN_DIR / ref["case"]["data"])
-    fit = mlmiss.sem(ref["case"]["model"], df, cluster=ref["case"]["cluster"], optimizer="em")
+    fit = mlmiss.sem(ref["case"]["model"], df, cluster=ref["case"]["cluster"], optimizer="em", fixed_x=False)
     assert fit.converged and fit.estimate.optimizer == "em" and fit.estimate.e_steps > 0
     assert abs(fit.loglik - default.loglik) <= 1e-6 * fit.nobs
     np.testing.assert_allclose(fit.theta, default.theta, atol=1e-4)
     text = fit.summary(fit_measures=False)
     assert "Number of E-steps" in text and "EM" in text
     capped = mlmiss.sem(ref["case"]["model"], df, cluster=ref["case"]["cluster"],
-                        optimizer="em", em_iter_max=2)
+                        optimizer="em", em_iter_max=2, fixed_x=False)
     assert not capped.converged and "em_iter_max = 2" in capped.estimate.message
 
 
@@ -178,8 +178,8 @@ def test_em_does_not_follow_a_ridge_of_q():
     df = few_clusters(15)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        reference = mlmiss.sem(FACTOR_MODEL, df, cluster="cluster")
-        fit = mlmiss.sem(FACTOR_MODEL, df, cluster="cluster", optimizer="em", max_seconds=60)
+        reference = mlmiss.sem(FACTOR_MODEL, df, cluster="cluster", fixed_x=False)
+        fit = mlmiss.sem(FACTOR_MODEL, df, cluster="cluster", optimizer="em", max_seconds=60, fixed_x=False)
     assert reference.converged and fit.converged
     assert abs(fit.loglik - reference.loglik) <= 1e-6 * fit.nobs
     np.testing.assert_allclose(fit.theta, reference.theta, atol=1e-5)
@@ -192,8 +192,8 @@ def test_em_on_eight_clusters_is_at_least_the_trust_region():
     df = few_clusters(8)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        reference = mlmiss.sem(FACTOR_MODEL, df, cluster="cluster", max_seconds=60)
-        fit = mlmiss.sem(FACTOR_MODEL, df, cluster="cluster", optimizer="em", max_seconds=60)
+        reference = mlmiss.sem(FACTOR_MODEL, df, cluster="cluster", max_seconds=60, fixed_x=False)
+        fit = mlmiss.sem(FACTOR_MODEL, df, cluster="cluster", optimizer="em", max_seconds=60, fixed_x=False)
     assert fit.converged and fit.estimate.on_boundary
     assert fit.loglik >= reference.loglik - 1e-6 * fit.nobs
 
@@ -209,9 +209,9 @@ def test_em_hands_over_to_the_edge_near_a_zero_between_variance():
     df = pd.read_csv(LAVAAN_DIR.parent / "hard" / "near_zero_between.csv")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        reference = mlmiss.sem(NEAR_ZERO_MODEL, df, cluster="cluster", max_seconds=60)
+        reference = mlmiss.sem(NEAR_ZERO_MODEL, df, cluster="cluster", max_seconds=60, fixed_x=False)
         fit = mlmiss.sem(NEAR_ZERO_MODEL, df, cluster="cluster", optimizer="em",
-                         max_seconds=60)
+                         max_seconds=60, fixed_x=False)
     assert reference.converged and reference.estimate.on_boundary
     assert fit.converged and fit.estimate.on_boundary
     assert fit.optimizer == "em + SLSQP on the boundary"

@@ -29,7 +29,7 @@ def lavaan_theta(fit, ref):
 
 def test_lbfgs_reaches_lavaan(missing_case):
     ref, df = missing_case
-    fit = mlmiss.sem(ref["case"]["model"], df, cluster="cluster", optimizer="L-BFGS-B")
+    fit = mlmiss.sem(ref["case"]["model"], df, cluster="cluster", optimizer="L-BFGS-B", fixed_x=False)
     assert fit.converged and fit.optimizer == "L-BFGS-B"
     assert fit.loglik >= ref["fit"]["loglik"] - 1e-4
     theirs = pd.DataFrame(ref["fit"]["estimates"])["est"].to_numpy()
@@ -42,17 +42,17 @@ def test_start_values_are_used(missing_case, lavaan_fit):
     start values."""
     ref, df = missing_case
     _, default = lavaan_fit("demo_twolevel_missing")
-    fit = mlmiss.sem(ref["case"]["model"], df, cluster="cluster", start=default.theta, maxiter=1)
+    fit = mlmiss.sem(ref["case"]["model"], df, cluster="cluster", start=default.theta, maxiter=1, fixed_x=False)
     assert fit.converged
     assert fit.loglik == pytest.approx(default.loglik, abs=1e-8)
     with pytest.warns(mlmiss.ConvergenceWarning):
-        cold = mlmiss.sem(ref["case"]["model"], df, cluster="cluster", maxiter=1)
+        cold = mlmiss.sem(ref["case"]["model"], df, cluster="cluster", maxiter=1, fixed_x=False)
     assert not cold.converged and cold.loglik < default.loglik - 1.0
     # lavaan's estimates, read into theta, are a fine start too
-    warm = mlmiss.sem(ref["case"]["model"], df, cluster="cluster", start=lavaan_theta(default, ref))
+    warm = mlmiss.sem(ref["case"]["model"], df, cluster="cluster", start=lavaan_theta(default, ref), fixed_x=False)
     assert warm.converged and warm.loglik == pytest.approx(default.loglik, abs=1e-6)
     with pytest.raises(ValueError, match="34 free parameters"):
-        mlmiss.sem(ref["case"]["model"], df, cluster="cluster", start=default.theta[:-1])
+        mlmiss.sem(ref["case"]["model"], df, cluster="cluster", start=default.theta[:-1], fixed_x=False)
 
 
 def test_summary_reports_the_fit(lavaan_fit, capsys):
@@ -84,7 +84,7 @@ m = ref["start"]["moments"]
 data = mlmiss.TwoLevelData.from_frame(df, "cluster", y=m["y_names"], z=m["z_names"])
 moments = mlmiss.Moments.from_dict(m)
 value, g = mlmiss.loglik_and_gradient(data, moments)
-fit = mlmiss.sem(ref["case"]["model"], df, cluster="cluster")
+fit = mlmiss.sem(ref["case"]["model"], df, cluster="cluster", fixed_x=False)
 se = fit.parameter_estimates()["se"].tolist()
 print(json.dumps({"loglik": value, "gradient": g.sigma_w.ravel().tolist(),
                   "theta": fit.theta.tolist(), "fit": fit.loglik, "se": se}))
@@ -168,7 +168,7 @@ def test_singular_information_warns(missing_case):
     ref, df = missing_case
     model = ref["case"]["model"].replace("fw =~ y1", "fw =~ NA*y1")
     with pytest.warns(mlmiss.ConvergenceWarning, match="singular.*not be identified.*fw =~ y1"):
-        fit = mlmiss.sem(model, df, cluster="cluster")
+        fit = mlmiss.sem(model, df, cluster="cluster", fixed_x=False)
     assert not fit.converged and "singular" in fit.message
     with pytest.warns(mlmiss.InformationWarning, match="singular.*not be identified"):
         fit.parameter_estimates()

@@ -140,7 +140,7 @@ def test_fits_are_honest(study):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            fit = mlmiss.sem(model, df, cluster="cluster", max_seconds=20)
+            fit = mlmiss.sem(model, df, cluster="cluster", max_seconds=20, fixed_x=False)
         except (mlmiss.DataError, mlmiss.ModelError):
             return                      # a clear error is a fine ending
         said_not_converged = any(issubclass(w.category, mlmiss.ConvergenceWarning)
@@ -153,7 +153,7 @@ def test_fits_are_honest(study):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            reference = mlmiss.sem(model, df, cluster="cluster", start=theta, max_seconds=20)
+            reference = mlmiss.sem(model, df, cluster="cluster", start=theta, max_seconds=20, fixed_x=False)
         except mlmiss.ModelError:       # the truth is not admissible for these data
             return
     if reference.converged:

@@ -241,7 +241,7 @@ def test_baseline_fit_reaches_lavaan(case):
     ref = reference(case)
     fm = ref["fit"]["fit_measures"]
     df = pd.read_csv(LAVAAN_DIR / ref["case"]["data"])
-    base = mlmiss.sem(baseline_syntax(model_table(ref)), df, cluster=ref["case"]["cluster"])
+    base = mlmiss.sem(baseline_syntax(model_table(ref)), df, cluster=ref["case"]["cluster"], fixed_x=False)
     assert base.converged
     assert base.loglik == pytest.approx(fm["unrestricted.logl"] - fm["baseline.chisq"] / 2, abs=1e-3)
 
@@ -315,7 +315,7 @@ def test_cli_fit(tmp_path, capsys):
     model_file = tmp_path / "model.lav"
     model_file.write_text(MODEL)
     status = main(["fit", str(model_file), str(LAVAAN_DIR / "demo_twolevel_missing.csv"),
-                   "--cluster", "cluster"])
+                   "--cluster", "cluster", "--no-fixed-x"])
     text = capsys.readouterr().out
     assert status == 0
     assert "ended normally" in text

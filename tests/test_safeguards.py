@@ -25,17 +25,17 @@ def demo():
 
 @pytest.fixture(scope="module")
 def plain(demo):
-    return mlmiss.sem(MODEL, demo, cluster="cluster")
+    return mlmiss.sem(MODEL, demo, cluster="cluster", fixed_x=False)
 
 
 def test_fixed_negative_variance_names_its_line(demo):
     with pytest.raises(mlmiss.ModelError, match=r"line 6: the variance of y1 \(level 2\) is fixed at -1"):
-        mlmiss.sem(MODEL + "  y1 ~~ -1*y1\n", demo, cluster="cluster")
+        mlmiss.sem(MODEL + "  y1 ~~ -1*y1\n", demo, cluster="cluster", fixed_x=False)
 
 
 def test_inadmissible_start_is_repaired(demo, plain):
     with pytest.warns(mlmiss.ModelWarning, match=r"start\(\) values of y1 ~~ y1 \(level 2, line 6\)"):
-        fit = mlmiss.sem(MODEL + "  y1 ~~ start(-5)*y1\n", demo, cluster="cluster")
+        fit = mlmiss.sem(MODEL + "  y1 ~~ start(-5)*y1\n", demo, cluster="cluster", fixed_x=False)
     assert fit.converged
     assert fit.loglik == pytest.approx(plain.loglik, abs=1e-6)
 
@@ -46,37 +46,37 @@ def test_inadmissible_start_given_to_sem_is_refused(demo, plain):
     row = table[(table.op == "~~") & (table.lhs == "fw") & (table.rhs == "fw")]
     theta[int(row["free"].iloc[0]) - 1] = -50.0
     with pytest.raises(mlmiss.ModelError, match="start values given to sem"):
-        mlmiss.sem(MODEL, demo, cluster="cluster", start=theta)
+        mlmiss.sem(MODEL, demo, cluster="cluster", start=theta, fixed_x=False)
 
 
 def test_single_cluster(demo):
     df = demo.assign(cluster=7)
     with pytest.raises(mlmiss.DataError, match="single cluster"):
-        mlmiss.sem(MODEL, df, cluster="cluster")
+        mlmiss.sem(MODEL, df, cluster="cluster", fixed_x=False)
 
 
 def test_every_cluster_of_size_one(demo):
     df = demo.assign(cluster=np.arange(len(demo)))
     with pytest.raises(mlmiss.DataError, match="every cluster contains only one observation"):
-        mlmiss.sem(MODEL.replace("  fb ~ w1\n", ""), df.drop(columns="w1"), cluster="cluster")
+        mlmiss.sem(MODEL.replace("  fb ~ w1\n", ""), df.drop(columns="w1"), cluster="cluster", fixed_x=False)
 
 
 def test_zero_variance_variable(demo):
     with pytest.raises(mlmiss.DataError, match="'y3' has no variance"):
-        mlmiss.sem(MODEL, demo.assign(y3=2.0), cluster="cluster")
+        mlmiss.sem(MODEL, demo.assign(y3=2.0), cluster="cluster", fixed_x=False)
 
 
 def test_no_within_variance(demo):
     df = demo.assign(y3=demo.groupby("cluster")["y1"].transform("mean"))
     with pytest.raises(mlmiss.DataError, match="'y3' does not vary within any cluster"):
-        mlmiss.sem(MODEL, df, cluster="cluster")
+        mlmiss.sem(MODEL, df, cluster="cluster", fixed_x=False)
 
 
 def test_empty_rows_are_counted(demo):
     df = demo.copy()
     df.loc[df.index[:30], ["y1", "y2", "y3"]] = np.nan
     with pytest.warns(mlmiss.DataWarning, match="30 row"):
-        fit = mlmiss.sem(MODEL, df, cluster="cluster")
+        fit = mlmiss.sem(MODEL, df, cluster="cluster", fixed_x=False)
     assert fit.nobs == len(df) - 30 and fit.converged
 
 
@@ -86,7 +86,7 @@ def test_covariate_constant_within_some_clusters(demo):
     df["x1"] = np.where(df["cluster"] % 5 == 0, first, df["x1"])
     model = MODEL.replace("fw =~ y1 + y2 + y3", "fw =~ y1 + y2 + y3\n  fw ~ x1")
     with pytest.warns(mlmiss.DataWarning, match="covariate 'x1' has no variance within cluster"):
-        mlmiss.sem(model, df, cluster="cluster")
+        mlmiss.sem(model, df, cluster="cluster", fixed_x=False)
 
 
 def test_missing_value_code_is_suspected(demo):
@@ -95,7 +95,7 @@ def test_missing_value_code_is_suspected(demo):
     for column in ("y1", "y2"):
         df.loc[rng.random(len(df)) < 0.03, column] = -999
     with pytest.warns(mlmiss.DataWarning, match=r"-999 recurs .* y1 .* y2"):
-        fit_ = mlmiss.sem(MODEL, df, cluster="cluster")
+        fit_ = mlmiss.sem(MODEL, df, cluster="cluster", fixed_x=False)
     # whatever the optimizer makes of it, it is not the clean fit
     assert fit_.loglik < -20000
 
@@ -109,7 +109,7 @@ def test_rescaled_data_give_the_rescaled_fit(demo, plain, factor):
     df[scaled] *= factor
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        fit = mlmiss.sem(MODEL, df, cluster="cluster")
+        fit = mlmiss.sem(MODEL, df, cluster="cluster", fixed_x=False)
     if factor > 1:
         assert any("variances above 1e+06: y1" in str(w.message) for w in caught)
     assert fit.converged
@@ -127,7 +127,7 @@ def test_rescaled_data_give_the_rescaled_fit(demo, plain, factor):
 
 def test_not_identified_model_is_not_converged(demo):
     with pytest.warns(mlmiss.ConvergenceWarning, match=r"user model: .*not be identified.*fw =~ y1"):
-        fit = mlmiss.sem(MODEL.replace("fw =~ y1", "fw =~ NA*y1"), demo, cluster="cluster")
+        fit = mlmiss.sem(MODEL.replace("fw =~ y1", "fw =~ NA*y1"), demo, cluster="cluster", fixed_x=False)
     assert not fit.converged
 
 
@@ -139,7 +139,7 @@ def test_heywood_case_is_warned(demo):
     df["y1"] = df["y1"] - means + 0.01 * means
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        fit = mlmiss.sem(MODEL, df, cluster="cluster")
+        fit = mlmiss.sem(MODEL, df, cluster="cluster", fixed_x=False)
     heywood = [str(w.message) for w in caught if issubclass(w.category, mlmiss.ModelWarning)]
     negative = fit.parameter_estimates(se=False).query("op == '~~' and lhs == rhs and est < 0")
     # warned exactly when there are negative variances, each one named (today's fit of
@@ -153,7 +153,7 @@ def test_heywood_case_is_warned(demo):
 def test_bad_start_values_in_the_syntax_are_retried(demo, plain):
     model = MODEL.replace("fw =~ y1 + y2", "fw =~ y1 + start(1000)*y2")
     with pytest.warns(mlmiss.ModelWarning, match="default start values are used instead"):
-        fit = mlmiss.sem(model, demo, cluster="cluster")
+        fit = mlmiss.sem(model, demo, cluster="cluster", fixed_x=False)
     assert fit.converged and fit.loglik == pytest.approx(plain.loglik, abs=1e-6)
 
 
@@ -165,7 +165,7 @@ def test_time_limit(demo):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         # the wide region: there it wanders (1000 iterations took 6 s)
-        fit = mlmiss.sem(MODEL, df, cluster="cluster", max_seconds=0.3, between_psd=False)
+        fit = mlmiss.sem(MODEL, df, cluster="cluster", max_seconds=0.3, between_psd=False, fixed_x=False)
     assert fit.estimate.seconds < 10.0   # the limit, not a speed
     if not fit.converged:
         assert any("time limit of 0.3 s" in str(w.message) for w in caught
@@ -188,7 +188,7 @@ def test_boundary_solution_is_found_and_reported(small_between):
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        fit = mlmiss.sem(MODEL, small_between, cluster="cluster", max_seconds=60)
+        fit = mlmiss.sem(MODEL, small_between, cluster="cluster", max_seconds=60, fixed_x=False)
     messages = [str(w.message) for w in caught]
     assert fit.converged and fit.estimate.on_boundary
     assert any(m.startswith("user model: boundary solution") for m in messages)
@@ -204,7 +204,7 @@ def test_boundary_solution_is_found_and_reported(small_between):
             + "  y1 ~~ 0*y1\n  y2 ~~ 0*y2\n  y3 ~~ 0*y3\n  fb ~~ 0*fb\n")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        on_face = mlmiss.sem(face, small_between, cluster="cluster")
+        on_face = mlmiss.sem(face, small_between, cluster="cluster", fixed_x=False)
     assert fit.loglik >= on_face.loglik - 1e-6
     # variances the edge pins get no test, not a z of 14 on a value of 1e-17
     pe = fit.parameter_estimates().query("level == 2 and op == '~~' and lhs == rhs")
@@ -219,7 +219,7 @@ def test_indefinite_between_region_on_request(small_between):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         fit = mlmiss.sem(MODEL, small_between, cluster="cluster", between_psd=False,
-                         max_seconds=5)
+                         max_seconds=5, fixed_x=False)
     if not fit.converged:
         assert any(issubclass(w.category, mlmiss.ConvergenceWarning) for w in caught)
     assert not fit.estimate.on_boundary
@@ -229,9 +229,9 @@ def test_progress_line_on_request(demo, monkeypatch, capsys):
     import mlmiss.progress
 
     monkeypatch.setattr(mlmiss.progress, "DELAY", 0.0)   # shown at once, not after 2 s
-    mlmiss.sem(MODEL, demo, cluster="cluster", verbose=True)
+    mlmiss.sem(MODEL, demo, cluster="cluster", verbose=True, fixed_x=False)
     assert "user model" in capsys.readouterr().err
-    mlmiss.sem(MODEL, demo, cluster="cluster", verbose=False)
+    mlmiss.sem(MODEL, demo, cluster="cluster", verbose=False, fixed_x=False)
     assert "user model" not in capsys.readouterr().err
 
 
@@ -240,7 +240,7 @@ def test_centred_variable_used_at_level_2_is_warned(demo):
     df["y2"] = df["y2"] - df.groupby("cluster")["y2"].transform("mean")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        fit = mlmiss.sem(MODEL, df, cluster="cluster", max_seconds=60)
+        fit = mlmiss.sem(MODEL, df, cluster="cluster", max_seconds=60, fixed_x=False)
     data_warnings = [str(w.message) for w in caught if issubclass(w.category, mlmiss.DataWarning)]
     assert any(m.startswith("y2 have the same mean in every cluster") for m in data_warnings)
     # and the fit ends where that leads: y2's between variance at zero, or says it did not
@@ -261,11 +261,11 @@ def test_near_zero_between_variance_of_an_endogenous_variable():
     df = pd.read_csv(LAVAAN_DIR.parent / "hard" / "near_zero_between.csv")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        fit = mlmiss.sem(NEAR_ZERO_MODEL, df, cluster="cluster", max_seconds=60)
+        fit = mlmiss.sem(NEAR_ZERO_MODEL, df, cluster="cluster", max_seconds=60, fixed_x=False)
     with warnings.catch_warnings(record=True) as caught_wide:
         warnings.simplefilter("always")
         wide = mlmiss.sem(NEAR_ZERO_MODEL, df, cluster="cluster", max_seconds=60,
-                          between_psd=False)
+                          between_psd=False, fixed_x=False)
     assert fit.converged and fit.estimate.on_boundary
     pe = fit.parameter_estimates()
     residual = pe.query("level == 2 and op == '~~' and lhs == 'y' and rhs == 'y'").iloc[0]

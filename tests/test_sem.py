@@ -70,7 +70,7 @@ def test_non_convergence_is_reported():
     ref, _ = load_case("demo_twolevel_missing")
     df = pd.read_csv(LAVAAN_DIR / ref["case"]["data"])
     with pytest.warns(mlmiss.ConvergenceWarning):
-        fit = mlmiss.sem(ref["case"]["model"], df, cluster="cluster", maxiter=2)
+        fit = mlmiss.sem(ref["case"]["model"], df, cluster="cluster", maxiter=2, fixed_x=False)
     assert not fit.converged and fit.iterations <= 2
     assert "NOT converged" in repr(fit)
 
@@ -80,7 +80,7 @@ def test_unknown_variable_is_named():
     df = pd.read_csv(LAVAAN_DIR / ref["case"]["data"])
     model = ref["case"]["model"].replace("y3", "y9")
     with pytest.raises(ValueError, match="y9"):
-        mlmiss.sem(model, df, cluster="cluster")
+        mlmiss.sem(model, df, cluster="cluster", fixed_x=False)
 
 
 def test_fixed_x_true_matches_lavaan():
@@ -111,8 +111,8 @@ def test_equal_labels_are_one_parameter():
     ref, _ = load_case("demo_twolevel_missing")
     df = pd.read_csv(LAVAAN_DIR / ref["case"]["data"])
     model = ref["case"]["model"].replace("fw =~ y1 + y2 + y3", "fw =~ y1 + a*y2 + a*y3")
-    constrained = mlmiss.sem(model, df, cluster="cluster")
-    free = mlmiss.sem(ref["case"]["model"], df, cluster="cluster")
+    constrained = mlmiss.sem(model, df, cluster="cluster", fixed_x=False)
+    free = mlmiss.sem(ref["case"]["model"], df, cluster="cluster", fixed_x=False)
     assert constrained.npar == free.npar - 1
     pe = constrained.parameter_estimates()
     loadings = pe[(pe.op == "=~") & (pe.level == 1) & pe.rhs.isin(["y2", "y3"])]["est"]

@@ -17,11 +17,13 @@ from .fixed_x import drop_incomplete, fill_covariate_rows
 from .problem import Problem
 
 
-def build_problem(model, data, cluster=None, fixed_x: bool = False, checks: bool = True) -> Problem:
+def build_problem(model, data, cluster=None, fixed_x: bool = False, checks: bool = True,
+                  std_lv: bool = False, orthogonal: bool = False) -> Problem:
     """``model``: lavaan syntax (or parsed statements); ``data``: a DataFrame with the
     ``cluster`` column, or a :class:`TwoLevelData` with the model's variables.
-    ``checks``: run the pre-fit checks (:mod:`.checks`) on the model and the data."""
-    partable = parameter_table(model, fixed_x=fixed_x)
+    ``checks``: run the pre-fit checks (:mod:`.checks`) on the model and the data;
+    ``std_lv``, ``orthogonal``: :func:`mlmiss.model.partable.parameter_table`."""
+    partable = parameter_table(model, fixed_x=fixed_x, std_lv=std_lv, orthogonal=orthogonal)
     if checks:
         check_model(partable)
     exogenous = partable.covariates()

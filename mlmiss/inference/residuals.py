@@ -71,7 +71,7 @@ def _scales(variances: np.ndarray) -> np.ndarray:
         return np.where(variances > np.finfo(float).eps, 1.0 / np.sqrt(variances), np.nan)
 
 
-def residuals(fit, type: str = "raw") -> dict:
+def residuals(fit, type: str = "cor") -> dict:
     """Observed (h1) minus model-implied moments per level: ``{"within": {"mean": Series,
     "cov": DataFrame}, "between": {...}}``, keyed like ``fit.inspect("h1")``. ``type``:
     one of :data:`RESIDUAL_TYPES` (module docstring)."""

@@ -214,8 +214,10 @@ class ParTable:
                 f"z={self.z_names}, latent={self.latent_names})")
 
 
-def _level_rows(flat: list[_Flat], level: int, fixed_x: bool) -> list[_Row]:
-    """User rows then default rows of one level, with lavaan's defaults applied."""
+def _level_rows(flat: list[_Flat], level: int, fixed_x: bool, std_lv: bool = False,
+                orthogonal: bool = False) -> list[_Row]:
+    """User rows then default rows of one level, with lavaan's defaults applied
+    (``std_lv``, ``orthogonal``: see :func:`parameter_table`)."""
     names = _Names(flat)
     if fixed_x and names.x_made_random:
         warnings.warn(
@@ -234,13 +236,23 @@ def _level_rows(flat: list[_Flat], level: int, fixed_x: bool) -> list[_Row]:
     rows += [_Row(lhs, op, rhs, level, 0) for lhs, op, rhs in _unique(defaults)
              if (lhs, op, rhs) not in written]
 
-    # the first loading of each latent variable is fixed at 1
+    # the scale of each latent variable: its first loading fixed at 1, or (std_lv) its
+    # (residual) variance fixed at 1 and every loading free
     seen: set[str] = set()
     loadings = [r for r in rows if r.op == "=~"]
     for r in loadings:
-        if r.lhs not in seen:
+        if r.lhs not in seen and not std_lv:
             seen.add(r.lhs)
             r.free, r.value = False, 1.0
+    if std_lv:
+        for r in rows:
+            if r.op == "~~" and r.lhs == r.rhs and r.lhs in set(names.lv):
+                r.free, r.value = False, 1.0
+    if orthogonal:   # the covariances lavaan adds among latent variables: zero
+        for r in rows:
+            if (not r.user and r.op == "~~" and r.lhs != r.rhs and r.lhs in set(names.lv)
+                    and r.rhs in set(names.lv)):
+                r.free, r.value = False, 0.0
     # a single indicator (loading on one latent variable only) gets a zero residual variance
     per_lv: dict[str, list[_Row]] = {}
     for r in loadings:
@@ -281,12 +293,16 @@ def _statements(model) -> list[Statement]:
     return statements
 
 
-def parameter_table(model: str | list[Statement], fixed_x: bool = False) -> ParTable:
+def parameter_table(model: str | list[Statement], fixed_x: bool = False, std_lv: bool = False,
+                    orthogonal: bool = False) -> ParTable:
     """lavaan syntax (or parsed statements) -> :class:`ParTable` with ``sem()`` defaults.
 
     ``fixed_x=False`` (lavaan's ``fixed.x = FALSE``): exogenous observed variables are
     random, their means, variances and covariances free. ``fixed_x=True``: those rows are
-    fixed (``value`` NaN, to be set to their sample values).
+    fixed (``value`` NaN, to be set to their sample values). ``std_lv`` (lavaan's
+    ``std.lv``): latent variables are scaled by fixing their (residual) variances at 1
+    instead of their first loadings. ``orthogonal``: the covariances lavaan adds among
+    latent variables are fixed at 0. The syntax's own modifiers override both.
     """
     statements = _statements(model)
     dependent_anywhere = _unique(s.lhs for s in statements if s.op == "~")
@@ -311,7 +327,8 @@ def parameter_table(model: str | list[Statement], fixed_x: bool = False) -> ParT
             rows.append(f)
         flat[lev] = rows
 
-    rows = _level_rows(flat[1], 1, fixed_x) + _level_rows(flat[2], 2, fixed_x)
+    rows = (_level_rows(flat[1], 1, fixed_x, std_lv, orthogonal)
+            + _level_rows(flat[2], 2, fixed_x, std_lv, orthogonal))
     split = [v for v in _Names(flat[2]).ov_x if v in {f.lhs for f in flat[1] if f.op == "~"}]
     if fixed_x and split:
         warnings.warn(

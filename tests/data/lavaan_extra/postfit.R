@@ -14,9 +14,9 @@ residual_blocks <- function(res) {
   for (b in seq_along(res)) {
     r <- res[[b]]
     out[[level_name(b)]] <- list(
-      names = rownames(r$cov),
-      cov = unname(lapply(seq_len(nrow(r$cov)), function(i) as.numeric(r$cov[i, ]))),
-      mean = as.numeric(r$mean))
+      names = I(rownames(r$cov)),
+      cov = unname(lapply(seq_len(nrow(r$cov)), function(i) I(as.numeric(r$cov[i, ])))),
+      mean = I(as.numeric(r$mean)))
   }
   out
 }
@@ -29,17 +29,17 @@ mi_table <- function(fit, information) {
   pt <- parTable(fit)
   free_keys <- with(pt[pt$free > 0, ], paste(lhs, op, rhs, level))
   mi <- mi[!paste(mi$lhs, mi$op, mi$rhs, mi$level) %in% free_keys, ]
-  list(lhs = mi$lhs, op = mi$op, rhs = mi$rhs, level = as.integer(mi$level),
-       mi = mi$mi, epc = mi$epc, sepc_all = mi$sepc.all)
+  list(lhs = I(mi$lhs), op = I(mi$op), rhs = I(mi$rhs), level = I(as.integer(mi$level)),
+       mi = I(mi$mi), epc = I(mi$epc), sepc_all = I(mi$sepc.all))
 }
 
 prediction <- function(p, rows) {
   p <- as.matrix(p)
-  list(columns = colnames(p),
-       rows = as.integer(rows[seq_len(min(length(rows), nrow(p)))]),
-       head = unname(lapply(seq_len(min(length(rows), nrow(p))), function(i) as.numeric(p[i, ]))),
-       n = nrow(p), col_mean = as.numeric(colMeans(p)),
-       col_sd = as.numeric(apply(p, 2, sd)))
+  k <- seq_len(min(length(rows), nrow(p)))
+  list(columns = I(as.character(colnames(p))), rows = I(as.integer(rows[k])),
+       head = unname(lapply(k, function(i) I(as.numeric(p[i, ])))),
+       n = nrow(p), col_mean = I(as.numeric(colMeans(p))),
+       col_sd = I(as.numeric(apply(p, 2, sd))))
 }
 
 out <- list(lavaan_version = as.character(packageVersion("lavaan")), cases = list())
@@ -66,7 +66,7 @@ for (f in sort(Sys.glob("*.json"))) {
     p <- lavPredict(fit, level = lev)
     ids <- if (lev == 1L) rows_used[seq_len(n_rows)] else seq_len(n_clusters)
     pr <- prediction(p, ids)
-    if (lev == 2L) pr$cluster_ids <- as.character(cluster_ids[seq_len(n_clusters)])
+    if (lev == 2L) pr$cluster_ids <- I(as.character(cluster_ids[seq_len(n_clusters)]))
     case$predict[[paste0("lv_level", lev)]] <- pr
   }
   case$predict$yhat_level1 <- prediction(lavPredict(fit, level = 1L, type = "yhat"),

@@ -24,6 +24,7 @@ from .estimation.problem import Problem
 from .estimation.reference import ReferenceFit
 from .estimation.saturated import fit_saturated
 from .inference.checks import FitChecks, post_fit_checks
+from .inference.matrices import coverage, latent_covariances, missing_patterns, ram_matrices
 from .inference.measures import fit_measures
 from .inference.modindices import modindices as modification_indices
 from .inference.predict import predict as predict_scores
@@ -42,6 +43,11 @@ def _warn_unless_converged(reference: ReferenceFit, which: str) -> ReferenceFit:
                       "the test statistic and fit measures that use it are unreliable",
                       ConvergenceWarning, stacklevel=4)
     return reference
+
+
+#: the names :meth:`Fit.inspect` knows
+INSPECT_NAMES = ("h1", "sampstat", "implied", "icc", "r2", "rsquare", "std", "std.all", "est",
+                 "se", "cov.lv", "patterns", "coverage")
 
 
 @dataclass(eq=False)
@@ -313,8 +319,12 @@ class Fit:
         covariances of the saturated model, lavaan's sample statistics with missing
         data), ``"implied"`` (the model's, at the estimates), ``"icc"`` (intraclass
         correlations from h1, 0 for within-only variables), ``"r2"`` (or ``"rsquare"``:
-        R-square per level, {"within": Series, "between": Series}) and ``"std"`` (or
-        ``"std.all"``: :meth:`standardized_solution`)."""
+        R-square per level, {"within": Series, "between": Series}), ``"std"`` (or
+        ``"std.all"``: :meth:`standardized_solution`), ``"est"`` and ``"se"`` (per level
+        the RAM matrices A, S, m of the estimates or their standard errors),
+        ``"cov.lv"`` (implied latent covariances per level), ``"patterns"`` and
+        ``"coverage"`` (the data's missing patterns and covariance coverage per level;
+        :mod:`mlmiss.inference.matrices`)."""
         if what in ("h1", "sampstat"):
             return to_levels(self.h1().moments, self.data.y_names, self.data.z_names)
         if what == "implied":
@@ -327,8 +337,15 @@ class Fit:
             return r_squared(self)
         if what in ("std", "std.all"):
             return self.standardized_solution()
-        raise ValueError(f"inspect({what!r}): known are 'h1', 'sampstat', 'implied', 'icc', "
-                         "'r2' and 'std'")
+        if what in ("est", "se"):
+            return ram_matrices(self, what)
+        if what == "cov.lv":
+            return latent_covariances(self)
+        if what == "patterns":
+            return missing_patterns(self.data, self.model.between_mask)
+        if what == "coverage":
+            return coverage(self.data, self.model.between_mask)
+        raise ValueError(f"inspect({what!r}): known are {', '.join(map(repr, INSPECT_NAMES))}")
 
     def residuals(self, type: str = "cor") -> dict:
         """lavaan's ``residuals(fit, type=)``: h1 (saturated) minus model-implied moments

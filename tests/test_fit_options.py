@@ -179,3 +179,54 @@ def test_identified_models_do_not_warn(lavaan_fit):
     with warnings.catch_warnings():
         warnings.simplefilter("error", mlmiss.InformationWarning)
         fit.vcov()
+
+
+# ---------------------------------------------------------------- lavaan's option names
+def test_std_lv_is_the_same_model_scaled_by_variances(missing_case):
+    ref, df = missing_case
+    default = mlmiss.sem(ref["case"]["model"], df, cluster="cluster", fixed_x=False)
+    std = mlmiss.sem(ref["case"]["model"], df, cluster="cluster", fixed_x=False, std_lv=True)
+    assert std.converged and std.npar == default.npar
+    assert std.loglik == pytest.approx(default.loglik, abs=1e-6)
+    est = std.parameter_estimates()
+    variances = est[(est.op == "~~") & est.lhs.isin(["fw", "fb"]) & (est.lhs == est.rhs)]
+    assert (variances.est == 1.0).all() and (variances.se == 0.0).all()
+    loadings = est[est.op == "=~"]
+    assert (loadings.se > 0).all()
+    # the first loading of the std_lv fit is the default fit's factor standard deviation
+    d = default.parameter_estimates()
+    psi_fb = float(d[(d.lhs == "fb") & (d.op == "~~") & (d.rhs == "fb")].est.iloc[0])
+    first = float(loadings[(loadings.lhs == "fb") & (loadings.rhs == "y1")].est.iloc[0])
+    assert abs(first) == pytest.approx(np.sqrt(psi_fb), rel=1e-4)
+
+
+def test_orthogonal_fixes_the_latent_covariances_the_defaults_add():
+    model = """
+level: 1
+  f1 =~ y1 + y2 + y3
+  f2 =~ y4 + y5 + y6
+level: 2
+  g1 =~ y1 + y2 + y3
+  g2 =~ y4 + y5 + y6
+"""
+    table = mlmiss.model.parameter_table(model, orthogonal=True).table
+    covs = table[(table.op == "~~") & (table.lhs != table.rhs)]
+    assert len(covs) == 2 and (covs.free == 0).all() and (covs.value == 0).all()
+    written = mlmiss.model.parameter_table(model + "  g1 ~~ g2\n", orthogonal=True).table
+    row = written[(written.lhs == "g1") & (written.op == "~~") & (written.rhs == "g2")]
+    assert int(row.free.iloc[0]) > 0        # a covariance the syntax writes stays free
+
+
+def test_dotted_lavaan_names_and_unknown_options(missing_case):
+    ref, df = missing_case
+    named = mlmiss.sem(ref["case"]["model"], df, cluster="cluster", **{"fixed.x": False})
+    assert named.fixed_x is False and named.nobs == 2500
+    assert mlmiss.sem(ref["case"]["model"], df, cluster="cluster").nobs < 2500  # fixed.x drops
+    with pytest.raises(TypeError, match="'fixed_y'"):
+        mlmiss.sem(ref["case"]["model"], df, cluster="cluster", fixed_y=True)
+    with pytest.raises(ValueError, match="estimator='WLSMV'"):
+        mlmiss.sem(ref["case"]["model"], df, cluster="cluster", estimator="WLSMV")
+    with pytest.raises(ValueError, match="missing='listwise'"):
+        mlmiss.sem(ref["case"]["model"], df, cluster="cluster", missing="listwise")
+    with pytest.raises(ValueError, match="se='bootstrap'"):
+        mlmiss.sem(ref["case"]["model"], df, cluster="cluster", se="bootstrap")

@@ -19,6 +19,8 @@ import warnings
 
 import numpy as np
 
+from ..errors import DataWarning
+
 LOG_2PI = np.log(2.0 * np.pi)
 
 
@@ -34,7 +36,8 @@ def drop_incomplete(df, cluster, x_within, x_between):
     dropped = int((~np.asarray(keep)).sum())
     if dropped:
         warnings.warn(f"fixed_x=True: {dropped} rows dropped for missing values in the exogenous "
-                      f"covariates {x_within + x_between} (as lavaan does)", stacklevel=3)
+                      f"covariates {x_within + x_between} (as lavaan does; fixed_x=False keeps "
+                      "them)", DataWarning, stacklevel=4)
     keep = np.asarray(keep, dtype=bool)
     return df[keep], np.asarray(df.index[~keep])
 

@@ -45,6 +45,19 @@ from is named beside it):
   is first made positive definite (eigenvalues below 1e-6 of the largest are raised to
   it). ``srmr`` is their sum.
 
+With the scaled test (``estimator="MLR"``; lavaan's ``yuan.bentler.mplus``, the scaling
+factor c from :mod:`mlmiss.inference.robust`; ``lav_fit_cfi.R``, ``lav_fit_rmsea.R``):
+
+* ``chisq_scaled = chisq / c`` on ``df`` (``pvalue_scaled``), ``chisq_scaling_factor = c``;
+  the same for the baseline model with its own factor c0;
+* ``cfi_scaled``, ``tli_scaled``: CFI and TLI of the scaled statistics;
+  ``cfi_robust``, ``tli_robust``: with the non-centralities ``chisq - c df`` and
+  ``baseline_chisq - c0 df0`` (Brosseau-Liard and Savalei's robust versions);
+* ``rmsea_scaled``: lavaan refers the unscaled statistic to ``c df`` degrees of freedom
+  (its interval and tests likewise); ``rmsea_robust = sqrt(max(chisq / (N df) - c / N,
+  0))``, its interval ``sqrt(c lambda / (N df))`` with lambda from the scaled statistic on
+  ``df``, its tests with non-centralities divided by c.
+
 ``fit_measures(fit)`` reads only ``fit.loglik``, ``fit.npar``, ``fit.nobs``,
 ``fit.partable``, ``fit.h1()`` (``.loglik``, ``.moments``),
 ``fit.baseline()`` (``.loglik``) and ``fit.implied()["moments"]``, so any object with

@@ -345,7 +345,12 @@ def _measures_block(m) -> list[str]:
         if "gfi_ci_lower" in m:
             rows += [(f"{ci} - lower", _num(m["gfi_ci_lower"])),
                      (f"{ci} - upper", _num(m["gfi_ci_upper"]))]
-        lines += _block([r + ("",) * (ncol - 2) for r in rows], cols(_INDICES))
+        rows = [r + ("",) * (ncol - 2) for r in rows]
+        if "gfi_robust" in m:
+            rows += [("",)] + robust("Robust GFI", "gfi_robust") \
+                + robust(f"{ci} - lower", "gfi_ci_lower_robust") \
+                + robust(f"{ci} - upper", "gfi_ci_upper_robust")
+        lines += _block(rows, cols(_INDICES))
     return lines
 
 

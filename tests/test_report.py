@@ -55,12 +55,12 @@ def shape(line: str):
 
 def lavaan_lines(name: str, drop_test: bool = False) -> list[str]:
     """lavaan's summary without what mlmiss does not print: its first line (the program),
-    the optimizer's name, the GFI and level-specific blocks (and, for a summary
-    without fit measures, lavaan's test block)."""
+    the optimizer's name, the level-specific block (and, for a summary without fit
+    measures, lavaan's test block)."""
     lines = (SUMMARY_DIR / name).read_text().splitlines()[1:]
     out, skipping = [], False
     for line in lines:
-        if line in ("Goodness of Fit Index:", "Level-specific Fit Measures (other level saturated):") \
+        if line == "Level-specific Fit Measures (other level saturated):" \
                 or (drop_test and line == "Model Test User Model:"):
             skipping = True
         elif skipping and line and not line.startswith(" ") and line.endswith(":"):

@@ -38,6 +38,11 @@ from is named beside it):
   ``rmsea_pvalue`` tests RMSEA <= ``rmsea_close_h0`` = 0.05 (the upper tail of chisq
   under lambda = N df 0.05^2) and ``rmsea_notclose_pvalue`` RMSEA >= 0.08 (the lower
   tail under lambda = N df 0.08^2); NaN when df is 0.
+* ``gfi`` (``lav_fit_gfi.R``): for a two-level model lavaan falls back to the
+  likelihood-ratio statistic, ``N p / (N p + 2 chisq - 2 df)`` (at most 1) with p the
+  number of level-1 observed variables; its interval ``gfi_ci_lower``, ``gfi_ci_upper``
+  puts the RMSEA interval's non-centralities lambda in place of ``chisq - df``. With
+  MLR, ``gfi_robust`` uses ``c df`` and its interval ``c lambda`` from the scaled statistic.
 * ``srmr_within``, ``srmr_between`` (``lav_fit_srmr.R``: ``lav_fit_srmr_twolevel``): per
   level, the covariance matrices of the h1 model and of the fitted model are turned into
   correlation matrices and compared; the root mean square of the lower triangle
@@ -85,6 +90,7 @@ MEASURES = ("npar", "ntotal", "logl", "unrestricted_logl", "aic", "bic", "bic2",
             "chisq", "df", "pvalue", "baseline_chisq", "baseline_df", "baseline_pvalue",
             "cfi", "tli", "rmsea", "rmsea_ci_lower", "rmsea_ci_upper", "rmsea_ci_level",
             "rmsea_pvalue", "rmsea_close_h0", "rmsea_notclose_pvalue", "rmsea_notclose_h0",
+            "gfi", "gfi_ci_lower", "gfi_ci_upper", "gfi_ci_level",
             "srmr", "srmr_within", "srmr_between")
 #: the keys the scaled test (MLR) adds, lavaan's names with dots as underscores
 SCALED_MEASURES = ("chisq_scaled", "df_scaled", "pvalue_scaled", "chisq_scaling_factor",
@@ -95,7 +101,8 @@ SCALED_MEASURES = ("chisq_scaled", "df_scaled", "pvalue_scaled", "chisq_scaling_
                    "rmsea_ci_upper_scaled", "rmsea_pvalue_scaled",
                    "rmsea_notclose_pvalue_scaled", "rmsea_robust", "rmsea_ci_lower_robust",
                    "rmsea_ci_upper_robust", "rmsea_pvalue_robust",
-                   "rmsea_notclose_pvalue_robust")
+                   "rmsea_notclose_pvalue_robust", "gfi_robust", "gfi_ci_lower_robust",
+                   "gfi_ci_upper_robust")
 #: lavaan's defaults: a 90% interval, close fit RMSEA <= 0.05, not-close fit >= 0.08
 RMSEA_CI_LEVEL = 0.90
 RMSEA_CLOSE = 0.05
@@ -238,25 +245,50 @@ def _noncentral_cdf(x2, df, ncp) -> float:
     return float(chi2.cdf(x2, df) if ncp <= 0.0 else ncx2.cdf(x2, df, ncp))
 
 
+def _noncentrality_interval(x2, df, n, level=RMSEA_CI_LEVEL) -> tuple[float, float]:
+    """The non-centralities (lambda_lower, lambda_upper) at which x2 is the upper and the
+    lower (1 - level) / 2 quantile of the non-central chi-square on df; 0 where even
+    lambda = 0 puts x2 beyond it (and both 0 when df < 1). The upper search runs to
+    max(N, 4 x2), as lavaan's."""
+    from scipy.optimize import brentq
+
+    upper_p, lower_p = 1.0 - (1.0 - level) / 2.0, (1.0 - level) / 2.0
+
+    def solve(target, top):
+        # the lambda where P(X <= x2; lambda) = target (decreasing in lambda)
+        if df < 1 or _noncentral_cdf(x2, df, 0.0) < target or _noncentral_cdf(x2, df, top) > target:
+            return 0.0
+        return brentq(lambda v: _noncentral_cdf(x2, df, v) - target, 0.0, top, xtol=1e-12)
+
+    return solve(upper_p, x2), solve(lower_p, max(n, 4.0 * x2))
+
+
 def _rmsea_interval(x2, df, n, level=RMSEA_CI_LEVEL, c=1.0) -> tuple[float, float]:
     """The RMSEA's confidence interval from the non-central chi-square (module doc);
     with the scaling factor c (and the scaled x2) the robust one, sqrt(c lambda / (N df))."""
-    from scipy.optimize import brentq
-
     if not (math.isfinite(x2) and math.isfinite(c)):
         return float("nan"), float("nan")
     if df <= 0:
         return 0.0, 0.0
-    upper_p, lower_p = 1.0 - (1.0 - level) / 2.0, (1.0 - level) / 2.0
+    low, high = _noncentrality_interval(x2, df, n, level)
+    return math.sqrt(c * low / (n * df)), math.sqrt(c * high / (n * df))
 
-    def rmsea_of(target, top):
-        # the lambda where P(X <= x2; lambda) = target (decreasing in lambda)
-        if df < 1 or _noncentral_cdf(x2, df, 0.0) < target or _noncentral_cdf(x2, df, top) > target:
-            return 0.0
-        lam = brentq(lambda v: _noncentral_cdf(x2, df, v) - target, 0.0, top, xtol=1e-12)
-        return math.sqrt(c * lam / (n * df))
 
-    return rmsea_of(upper_p, x2), rmsea_of(lower_p, max(n, 4.0 * x2))
+def _gfi(x2, df, n, p, c=1.0) -> float:
+    """lavaan's GFI from the test statistic, N p / (N p + 2 x2 - 2 c df), at most 1."""
+    denominator = n * p + 2.0 * x2 - 2.0 * c * df
+    if not math.isfinite(denominator) or denominator <= 0:
+        return float("nan")
+    return min(n * p / denominator, 1.0)
+
+
+def _gfi_interval(x2, df, n, p, level=RMSEA_CI_LEVEL, c=1.0) -> tuple[float, float]:
+    """The GFI's interval: N p / (N p + 2 c lambda) at the interval's non-centralities
+    (the lower GFI from the upper lambda)."""
+    if not (math.isfinite(x2) and math.isfinite(c)):
+        return float("nan"), float("nan")
+    low, high = _noncentrality_interval(x2, df, n, level)
+    return (min(n * p / (n * p + 2.0 * c * high), 1.0), min(n * p / (n * p + 2.0 * c * low), 1.0))
 
 
 def _rmsea_tests(x2, df, n, c=1.0) -> tuple[float, float]:
@@ -303,6 +335,8 @@ def fit_measures(fit, scaled=None) -> dict:
     srmr_between = _srmr(s_between, _force_pd(f_between)) if f_between.size else float("nan")
 
     ci_lower, ci_upper = _rmsea_interval(x2, df, n)
+    p = len(partable.y_names)
+    gfi_lower, gfi_upper = _gfi_interval(x2, df, n, p)
     close, notclose = _rmsea_tests(x2, df, n)
     sabic = -2.0 * logl + npar * math.log((n + 2.0) / 24.0)
     out = {
@@ -330,13 +364,17 @@ def fit_measures(fit, scaled=None) -> dict:
         "rmsea_close_h0": RMSEA_CLOSE,
         "rmsea_notclose_pvalue": notclose,
         "rmsea_notclose_h0": RMSEA_NOTCLOSE,
+        "gfi": _gfi(x2, df, n, p),
+        "gfi_ci_lower": gfi_lower,
+        "gfi_ci_upper": gfi_upper,
+        "gfi_ci_level": RMSEA_CI_LEVEL,
         "srmr": srmr_within + srmr_between,
         "srmr_within": srmr_within,
         "srmr_between": srmr_between,
     }
     result = {k: out[k] for k in MEASURES}
     if scaled is not None:
-        result.update(_scaled_measures(result, *scaled))
+        result.update(_scaled_measures({**result, "gfi_p": p}, *scaled))
     return result
 
 
@@ -361,4 +399,7 @@ def _scaled_measures(m, model, baseline) -> dict:
     out["rmsea_ci_lower_robust"], out["rmsea_ci_upper_robust"] = _rmsea_interval(x2s, df, n, c=c)
     out["rmsea_pvalue_scaled"], out["rmsea_notclose_pvalue_scaled"] = _rmsea_tests(x2, c * df, n)
     out["rmsea_pvalue_robust"], out["rmsea_notclose_pvalue_robust"] = _rmsea_tests(x2s, df, n, c)
+    p = m["gfi_p"]
+    out["gfi_robust"] = _gfi(x2, df, n, p, c)
+    out["gfi_ci_lower_robust"], out["gfi_ci_upper_robust"] = _gfi_interval(x2s, df, n, p, c=c)
     return {k: out[k] for k in SCALED_MEASURES}

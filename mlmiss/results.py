@@ -32,6 +32,7 @@ from .inference.residuals import residuals as residual_moments
 from .inference.robust import cluster_scores, first_order, sandwich, scaled_tests
 from .inference.standardized import r_squared, standardized_columns, standardized_solution
 from .inference.vcov import observed_information, observed_vcov
+from .inference.wald import add_wald_columns
 from .output import fit_to_dict, fit_to_json
 from .report import Summary, summary_text
 from .threads import one_blas_thread
@@ -231,22 +232,12 @@ class Fit:
         out = pd.DataFrame({"lhs": table["lhs"], "op": table["op"], "rhs": table["rhs"],
                             "level": table["level"], "label": table["label"], "est": est})
         if se and self.se != "none":
-            from scipy import stats  # imported here: scipy.stats is slow to import
-
             variances = np.diag(self.vcov())
             with np.errstate(invalid="ignore"):
                 std = np.where(variances >= 0, np.sqrt(np.abs(variances)), np.nan)
             se_col = np.zeros(len(est))
             se_col[free > 0] = std[free[free > 0] - 1]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                # se 0: fixed, or pinned to the edge at a boundary solution: no test
-                z = np.where((free > 0) & (se_col > 0), est / se_col, np.nan)
-            q = stats.norm.ppf(0.5 + ci_level / 2.0)
-            out["se"] = se_col
-            out["z"] = z
-            out["pvalue"] = 2.0 * stats.norm.sf(np.abs(z))
-            out["ci_lower"] = est - q * se_col
-            out["ci_upper"] = est + q * se_col
+            add_wald_columns(out, est, se_col, ci_level, testable=free > 0)
         if standardized:
             for name, column in standardized_columns(self).items():
                 out[name] = column.to_numpy()

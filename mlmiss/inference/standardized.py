@@ -40,6 +40,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .wald import add_wald_columns
+
 TYPES = ("std.lv", "std.all", "std.nox")
 _EPS = np.finfo(float).eps
 _LEVEL_KEYS = {1: "within", 2: "between"}
@@ -191,8 +193,6 @@ def standardized_solution(fit, type: str = "std.all", ci_level: float = 0.95) ->
     ``ci_upper`` (normal quantiles); only ``est_std`` when the fit has ``se="none"``."""
     if type not in TYPES:
         raise ValueError(f"type must be one of {TYPES}, got {type!r}")
-    from scipy import stats  # imported here: scipy.stats is slow to import
-
     std = _Standardizer(fit)
     est = std.standardize(fit.theta)[type]
     out = _keys(fit).copy()
@@ -200,14 +200,7 @@ def standardized_solution(fit, type: str = "std.all", ci_level: float = 0.95) ->
     if getattr(fit, "se", "standard") == "none":
         return out
     se = _delta_se(std.jacobian(fit.theta)[type], np.asarray(fit.vcov(), dtype=float))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(se > 0, est / se, np.nan)
-    q = stats.norm.ppf(0.5 + ci_level / 2.0)
-    out["se"] = se
-    out["z"] = z
-    out["pvalue"] = 2.0 * stats.norm.sf(np.abs(z))
-    out["ci_lower"] = est - q * se
-    out["ci_upper"] = est + q * se
+    add_wald_columns(out, est, se, ci_level)
     return out
 
 

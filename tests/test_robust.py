@@ -3,6 +3,8 @@ errors and the Yuan-Bentler scaled test, against lavaan 0.7.2's MLR."""
 
 from __future__ import annotations
 
+import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,7 @@ import mlmiss
 from mlmiss.likelihood import cluster_logliks, loglik
 from mlmiss.inference.robust import cluster_scores
 
-from conftest import CASES, LAVAAN_DIR
+from conftest import CASES, LAVAAN_DIR, load_case
 
 MLR_JSON = Path(__file__).parent / "data" / "lavaan_extra" / "mlr.json"
 
@@ -67,3 +69,108 @@ def test_cluster_scores_sum_to_the_gradient(case, lavaan_fit):
     scale = np.abs(scores).sum(axis=0)
     # at the estimates the gradient is ~0: compare with the scores' own size
     assert np.max(np.abs(scores.sum(axis=0) - gradient) / scale) < 1e-7
+
+
+# ------------------------------------------------------------------ against lavaan's MLR
+def mlr_reference():
+    return json.loads(MLR_JSON.read_text())["cases"]
+
+
+@pytest.fixture(scope="module")
+def mlr_fit():
+    cache = {}
+
+    def get(case):
+        if case not in cache:
+            ref = json.loads((LAVAAN_DIR / f"{case}.json").read_text())
+            df = pd.read_csv(LAVAAN_DIR / ref["case"]["data"])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fit = mlmiss.sem(ref["case"]["model"], df, cluster=ref["case"]["cluster"],
+                                 fixed_x=ref["case"]["options"].get("fixed.x", True),
+                                 estimator="MLR")
+                fit.fit_measures()
+            cache[case] = fit
+        return cache[case]
+
+    return get
+
+
+def lavaan_se(fit, lav):
+    rows = pd.DataFrame(lav["estimates"])
+    return fit.model.theta_from_estimates(rows.assign(est=rows["se"]))
+
+
+#: where lavaan's cluster scores are exact (no level-1 regression on random covariates
+#: moves the within means of "both" variables); observed agreement: SEs 2.2e-4 relative,
+#: scaling factors 1.1e-4, robust indices 1e-6
+EXACT_CASES = ["paper_like", "demo_twolevel_fixedx"]
+
+
+@pytest.mark.parametrize("case", EXACT_CASES)
+def test_robust_standard_errors_match_lavaan(case, mlr_fit):
+    fit, lav = mlr_fit(case), mlr_reference()[case]
+    assert fit.se == "robust" and fit.test == "yuan.bentler.mplus"
+    ours = np.sqrt(np.diag(fit.vcov()))
+    theirs = lavaan_se(fit, lav)
+    assert np.max(np.abs(ours / theirs - 1.0)) < 1e-3
+    # and they are not the standard ones
+    assert np.max(np.abs(np.sqrt(np.diag(fit.standard_vcov())) / theirs - 1.0)) > 0.02
+
+
+@pytest.mark.parametrize("case", EXACT_CASES)
+def test_scaled_test_matches_lavaan(case, mlr_fit):
+    m, lav = mlr_fit(case).fit_measures(), mlr_reference()[case]["measures"]
+    for key in ("chisq_scaling_factor", "chisq_scaled", "baseline_chisq_scaling_factor",
+                "baseline_chisq_scaled", "scaling_factor_h1", "scaling_factor_h0"):
+        assert m[key] == pytest.approx(lav[key.replace("_", ".")], rel=5e-4), key
+    for key in ("cfi_robust", "tli_robust", "rmsea_robust", "cfi_scaled", "tli_scaled",
+                "rmsea_scaled", "rmsea_ci_upper_robust", "rmsea_ci_upper_scaled",
+                "rmsea_pvalue_robust", "rmsea_pvalue_scaled"):
+        assert m[key] == pytest.approx(lav[key.replace("_", ".")], abs=1e-4), key
+    assert m["df_scaled"] == lav["df.scaled"]
+
+
+def test_where_lavaan_leaves_out_a_path_of_the_scores(mlr_fit):
+    """demo_twolevel_missing with random covariates: fw ~ x1 + x2 + x3 at level 1 gives
+    y1-y3 ("both" variables) a within mean that moves with the x means. lavaan's cluster
+    scores leave that path out (its h1 scores of the within means of "both" variables are
+    zero), so its first-order information, robust SEs of the x means and h0 trace differ
+    from the exact ones; everything that does not pass through that path agrees."""
+    case = "demo_twolevel_missing"
+    fit, lav = mlr_fit(case), mlr_reference()[case]
+    m = fit.fit_measures()
+    for key in ("scaling_factor_h1", "baseline_chisq_scaling_factor"):
+        assert m[key] == pytest.approx(lav["measures"][key.replace("_", ".")], rel=1e-4), key
+    ours = np.sqrt(np.diag(fit.vcov()))
+    theirs = lavaan_se(fit, lav)
+    table = fit.partable.table
+    x_means = [int(table[(table.lhs == x) & (table.op == "~1") & (table.level == 1)].free.iloc[0]) - 1
+               for x in ("x1", "x2", "x3")]
+    others = np.setdiff1d(np.arange(fit.npar), x_means)
+    assert np.max(np.abs(ours[others] / theirs[others] - 1.0)) < 0.01
+    assert np.max(np.abs(ours[x_means] / theirs[x_means] - 1.0)) > 0.005
+    # lavaan's first-order information of the x means is reproduced exactly by scores
+    # that hold the "both" variables' means fixed while an x mean moves
+    _, data = load_case(case)
+    imp = lav["implied"]
+    mu_w, mu_b = np.ravel(imp["within"]["mean"]), np.ravel(imp["cluster"]["mean"])
+    sw, sb = np.array(imp["within"]["cov"]), np.array(imp["cluster"]["cov"])
+    assert list(data.y_names) == ["y1", "y2", "y3", "x1", "x2", "x3"]
+    mu_y = mu_w.copy()
+    mu_y[:3] += mu_b[:3]
+    sigma_b = np.zeros((6, 6))
+    sigma_b[:3, :3] = sb[:3, :3]
+    sigma_yz = np.zeros((6, 2))
+    sigma_yz[:3] = sb[:3, 3:]
+    between = np.array([True] * 3 + [False] * 3)
+    for k, index in zip((3, 4, 5), x_means):
+        h = 1e-5
+        shifted = []
+        for sign in (1.0, -1.0):
+            mu = mu_y.copy()
+            mu[k] += sign * h
+            shifted.append(cluster_logliks(data, mlmiss.Moments(
+                mu, mu_b[3:], sw, sigma_b, sb[3:, 3:], sigma_yz, between=between)))
+        score = (shifted[0] - shifted[1]) / (2 * h)
+        assert (score ** 2).mean() == pytest.approx(lav["first_order_diag"][index], rel=1e-6)

@@ -3,7 +3,7 @@
 The kernels compile on first use, which takes tens of seconds once per machine (the
 result is cached). ``python -m mlmiss.warmup`` pays that cost up front, on tiny data
 sets whose arrays have the same types as real ones: the likelihood and its gradient,
-then a two-level factor model fitted by the default optimizer and by EM (the model's
+the cluster log-likelihoods of robust inference, then a two-level factor model fitted by the default optimizer and by EM (the model's
 and EM's kernels).
 """
 
@@ -17,7 +17,7 @@ import pandas as pd
 
 from .data import Moments, TwoLevelData
 from .fitting import sem
-from .likelihood import loglik, loglik_and_gradient
+from .likelihood import cluster_logliks, loglik, loglik_and_gradient
 
 _MODEL = """
 level: 1
@@ -52,6 +52,7 @@ def warmup(verbose: bool = False) -> float:
                       [[0.1], [0.0]])
     loglik(data, moments)
     loglik_and_gradient(data, moments)
+    cluster_logliks(data, moments)   # robust (MLR) inference's cluster scores
     small = _small_data()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

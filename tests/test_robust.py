@@ -174,3 +174,21 @@ def test_where_lavaan_leaves_out_a_path_of_the_scores(mlr_fit):
                 mu, mu_b[3:], sw, sigma_b, sb[3:, 3:], sigma_yz, between=between)))
         score = (shifted[0] - shifted[1]) / (2 * h)
         assert (score ** 2).mean() == pytest.approx(lav["first_order_diag"][index], rel=1e-6)
+
+
+def test_robust_standard_errors_alone(mlr_fit):
+    """se="robust" with the standard test: the MLR standard errors, no scaled measures."""
+    mlr = mlr_fit("paper_like")
+    ref = json.loads((LAVAAN_DIR / "paper_like.json").read_text())
+    df = pd.read_csv(LAVAAN_DIR / ref["case"]["data"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = mlmiss.sem(ref["case"]["model"], df, cluster="cluster", fixed_x=False, se="robust",
+                         start=mlr.theta)
+    assert fit.se == "robust" and fit.test == "standard"
+    np.testing.assert_allclose(np.sqrt(np.diag(fit.vcov())), np.sqrt(np.diag(mlr.vcov())),
+                               rtol=1e-6)
+    assert "chisq_scaled" not in fit.fit_measures(scaled=False)
+    none = mlmiss.sem(ref["case"]["model"], df, cluster="cluster", fixed_x=False, se="none",
+                      start=mlr.theta)
+    assert "se" not in none.parameter_estimates().columns

@@ -18,12 +18,13 @@ from .errors import (ConvergenceWarning, DataError, DataWarning, InadmissibleMom
                      InformationWarning, ModelDataError, ModelError, ModelSyntaxError,
                      ModelWarning, MomentsError, SingularMatrixError)
 from .fitting import sem
+from .inference.lrt import lrt
 from .likelihood import loglik_and_gradient, loglik_gradient
 from .methods import METHODS, loglik
 from .results import Fit
 from .version import __version__
 
-__all__ = ["sem", "Fit", "TwoLevelData", "Moments", "loglik", "loglik_gradient",
+__all__ = ["sem", "lrt", "Fit", "TwoLevelData", "Moments", "loglik", "loglik_gradient",
            "loglik_and_gradient", "METHODS", "ConvergenceWarning", "InformationWarning",
            "DataWarning", "ModelWarning",
            "DataError", "MomentsError", "SingularMatrixError", "InadmissibleMomentsError",

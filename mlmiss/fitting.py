@@ -67,7 +67,7 @@ def sem(model: str, data, cluster: str | None = None, fixed_x: bool = True, star
         (their first loadings free).
     orthogonal : lavaan's ``orthogonal``: the covariances among latent variables that the
         defaults add are fixed at 0.
-    missing : "ml" (full-information ML; also "fiml", "direct", "ml.x"): the only method.
+    missing : "ml" (full-information ML; also "fiml", "direct"): the only method.
     optim_method : lavaan's name for ``optimizer`` ("em", or "nlminb"/"default" for the
         default trust region).
     **lavaan_options : lavaan's dotted names (``**{"fixed.x": False, "std.lv": True}``)
@@ -169,7 +169,7 @@ def _inference_options(estimator, se, test):
 
 
 #: lavaan's names for full-information ML
-MISSING_NAMES = ("ml", "fiml", "direct", "ml.x")
+MISSING_NAMES = ("ml", "fiml", "direct")
 #: the lavaan options sem() takes under their dotted names, and sem()'s own name
 LAVAAN_NAMES = {"fixed.x": "fixed_x", "std.lv": "std_lv", "orthogonal": "orthogonal",
                 "estimator": "estimator", "se": "se", "test": "test", "missing": "missing",

@@ -84,7 +84,7 @@ def _attempt(what, errors: dict, name: str):
 def _estimates(fit) -> list[dict]:
     try:
         table = fit.parameter_estimates(standardized=True)
-    except Exception:  # no standardized solution (e.g. a stand-in fit): plain estimates
+    except TypeError:  # a stand-in fit without the standardized keyword: plain estimates
         table = fit.parameter_estimates()
     records = table.to_dict(orient="records")
     return [json_safe(r) for r in records]

@@ -355,7 +355,7 @@ def _measures_block(m) -> list[str]:
 
 
 def _fit_section(fit, measures: bool) -> list[str]:
-    if not measures:
+    if not measures or getattr(fit, "test", "standard") == "none":   # test="none": no test
         return []
     try:
         m = fit.fit_measures()

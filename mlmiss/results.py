@@ -24,12 +24,13 @@ from .estimation.problem import Problem
 from .estimation.reference import ReferenceFit
 from .estimation.saturated import fit_saturated
 from .inference.checks import FitChecks, post_fit_checks
+from .inference.lrt import lrt as likelihood_ratio_test
 from .inference.matrices import coverage, latent_covariances, missing_patterns, ram_matrices
 from .inference.measures import fit_measures
 from .inference.modindices import modindices as modification_indices
 from .inference.predict import predict as predict_scores
 from .inference.residuals import residuals as residual_moments
-from .inference.robust import cluster_scores, first_order, sandwich, scaled_tests
+from .inference.robust import cluster_gradients, first_order, sandwich, scaled_tests
 from .inference.standardized import r_squared, standardized_columns, standardized_solution
 from .inference.vcov import observed_information, observed_vcov
 from .inference.wald import add_wald_columns
@@ -199,16 +200,17 @@ class Fit:
 
     def scores(self) -> np.ndarray:
         """(nclusters, npar): each cluster's gradient of its log-likelihood at the
-        estimates (:func:`mlmiss.inference.robust.cluster_scores`)."""
-        return self._cached("scores", lambda: cluster_scores(self.problem, self.theta))
+        estimates (:func:`mlmiss.inference.robust.cluster_gradients`)."""
+        return self._cached("scores", lambda: cluster_gradients(self.problem, self.theta))
 
     def first_order(self) -> np.ndarray:
         """The first-order information sum_j s_j s_j' of the cluster scores."""
         return self._cached("first_order", lambda: first_order(self.scores()))
 
     def vcov(self) -> np.ndarray:
-        """Covariance matrix of theta: with ``se="standard"`` :meth:`standard_vcov`;
-        with ``se="robust"`` the sandwich A^-1 B A^-1 with B :meth:`first_order`."""
+        """Covariance matrix of theta: with ``se="standard"`` (and ``"none"``, which only
+        keeps standard errors out of the tables) :meth:`standard_vcov`; with
+        ``se="robust"`` the sandwich A^-1 B A^-1 with B :meth:`first_order`."""
         if self.se == "robust":
             return self._cached("robust_vcov", lambda: sandwich(self.standard_vcov(),
                                                                 self.first_order()))
@@ -279,6 +281,9 @@ class Fit:
         scaled test (``test="yuan.bentler.mplus"``, MLR; ``scaled`` None follows it) also
         the scaled and robust ones (chisq_scaled, chisq_scaling_factor, cfi_robust,
         rmsea_robust, ...)."""
+        if self.test == "none":
+            raise ValueError("fit_measures(): the fit has test='none' (no test statistic); "
+                             "fit it with test='standard' or estimator='MLR'")
         if scaled is None:
             scaled = self.test == "yuan.bentler.mplus"
         if not scaled:
@@ -366,6 +371,13 @@ class Fit:
         (:mod:`mlmiss.inference.predict`)."""
         with one_blas_thread():
             return predict_scores(self, level, type, lavaan_centering)
+
+    def lrt(self, *others, names=None) -> pd.DataFrame:
+        """lavaan's ``lavTestLRT(fit, other, ...)``: the chi-square difference test of
+        this fit and other fits of nested models on the same data, one row per model
+        sorted by df (with MLR fits the Satorra-Bentler 2001 scaled difference;
+        :func:`mlmiss.inference.lrt.lrt`). ``names`` in the order (self, *others)."""
+        return likelihood_ratio_test(self, *others, names=names)
 
     def __repr__(self) -> str:
         status = "converged" if self.converged else "NOT converged"

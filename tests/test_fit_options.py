@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -230,3 +231,11 @@ def test_dotted_lavaan_names_and_unknown_options(missing_case):
         mlmiss.sem(ref["case"]["model"], df, cluster="cluster", missing="listwise")
     with pytest.raises(ValueError, match="se='bootstrap'"):
         mlmiss.sem(ref["case"]["model"], df, cluster="cluster", se="bootstrap")
+
+
+def test_fixed_x_with_a_covariate_at_both_levels_is_a_clear_error():
+    df = pd.read_csv(Path(__file__).parent / "data" / "hard" / "near_zero_between.csv")
+    model = "level: 1\n  y ~ x1 + x2\nlevel: 2\n  y ~ x1 + x2 + w\n"
+    with pytest.raises(mlmiss.errors.ModelDataError, match="x1, x2.*fixed_x=False"):
+        mlmiss.sem(model, df, cluster="cluster")
+    assert mlmiss.sem(model, df, cluster="cluster", fixed_x=False, max_seconds=60).npar > 0

@@ -373,3 +373,26 @@ def test_bad_arguments_are_named(lavaan_fit):
         fit.residuals(type="standardized")
     with pytest.raises(ValueError, match="information must be one of"):
         fit.modindices(information="first.order")
+
+
+def test_predict_keeps_the_data_frames_row_order_whatever_its_labels(lavaan_fit):
+    """Rows come back in the data frame's order, not sorted by label (a string index
+    sorts differently)."""
+    ref, fit = lavaan_fit("demo_twolevel_missing")
+    df = pd.read_csv(DATA / "lavaan" / ref["case"]["data"])
+    labelled = df.set_index(pd.Index([f"r{i}" for i in range(len(df))]))
+    refit = mlmiss.sem(ref["case"]["model"], labelled, cluster="cluster", fixed_x=fit.fixed_x,
+                       start=fit.theta)
+    scores = refit.predict(level=1)
+    kept = [f"r{i}" for i in np.flatnonzero(df.index.isin(fit.data.row_index))]
+    assert list(scores.index) == kept
+    np.testing.assert_allclose(scores.to_numpy(), fit.predict(level=1).to_numpy(), atol=1e-6)
+
+
+def test_predict_without_latent_variables_at_a_level(lavaan_case):
+    """As lavaan: no columns of factor scores (one row per unit), observed predictions."""
+    df = pd.read_csv(DATA / "lavaan" / "demo_twolevel_missing.csv")
+    model = "level: 1\n  y1 ~ x1\n  y2 ~~ y3\nlevel: 2\n  fb =~ y1 + y2 + y3\n"
+    fit = mlmiss.sem(model, df, cluster="cluster", fixed_x=False)
+    assert fit.predict(level=1).shape == (fit.nobs, 0)
+    assert fit.predict(level=1, type="yhat").shape == (fit.nobs, 3 + 1)

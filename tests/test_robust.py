@@ -13,7 +13,7 @@ import pytest
 
 import mlmiss
 from mlmiss.likelihood import cluster_logliks, loglik
-from mlmiss.inference.robust import cluster_scores
+from mlmiss.inference.robust import cluster_gradients
 
 from conftest import CASES, LAVAAN_DIR, load_case
 
@@ -64,7 +64,7 @@ def test_cluster_logliks_are_none_where_the_likelihood_is_not_defined(lavaan_cas
 @pytest.mark.parametrize("case", ["demo_twolevel_missing", "paper_like"])
 def test_cluster_scores_sum_to_the_gradient(case, lavaan_fit):
     _, fit = lavaan_fit(case)
-    scores = cluster_scores(fit.problem, fit.theta)
+    scores = cluster_gradients(fit.problem, fit.theta)
     gradient = fit.problem.gradient(fit.theta)
     scale = np.abs(scores).sum(axis=0)
     # at the estimates the gradient is ~0: compare with the scores' own size
@@ -192,3 +192,34 @@ def test_robust_standard_errors_alone(mlr_fit):
     none = mlmiss.sem(ref["case"]["model"], df, cluster="cluster", fixed_x=False, se="none",
                       start=mlr.theta)
     assert "se" not in none.parameter_estimates().columns
+
+
+def test_a_just_identified_model_keeps_its_measures_under_mlr(lavaan_case):
+    """df = 0: no scaling factor (NaN, as lavaan), every other measure still there."""
+    df = pd.read_csv(LAVAAN_DIR / "demo_twolevel_missing.csv")
+    model = """
+level: 1
+  y1 ~~ y2 + y3
+  y2 ~~ y3
+level: 2
+  y1 ~~ y2 + y3
+  y2 ~~ y3
+"""
+    fit = mlmiss.sem(model, df, cluster="cluster", fixed_x=False, estimator="MLR")
+    m = fit.fit_measures()
+    assert m["df"] == 0 and np.isnan(m["chisq_scaling_factor"]) and np.isnan(m["chisq_scaled"])
+    assert np.isfinite(m["logl"]) and np.isfinite(m["baseline_chisq_scaled"])
+    assert "not available" not in fit.summary()
+
+
+def test_no_test_and_no_standard_errors(lavaan_case):
+    df = pd.read_csv(LAVAAN_DIR / "demo_twolevel_missing.csv")
+    ref = json.loads((LAVAAN_DIR / "demo_twolevel_missing.json").read_text())
+    fit = mlmiss.sem(ref["case"]["model"], df, cluster="cluster", fixed_x=False, se="none",
+                     test="none")
+    with pytest.raises(ValueError, match="test='none'"):
+        fit.fit_measures()
+    assert "Model Test User Model" not in fit.summary()
+    with pytest.raises(ValueError, match="se='none'"):
+        fit.inspect("se")
+    assert fit.inspect("est")["within"]["A"].loc["fw", "x1"] != 0.0

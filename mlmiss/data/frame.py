@@ -78,6 +78,8 @@ class TwoLevelData:
     y : (n_obs, P) level-1 values, NaN = missing, sorted by cluster then pattern.
     row_cluster : (n_obs,) cluster number (0..J-1) of each row of ``y``.
     row_index : (n_obs,) the original DataFrame index label of each row of ``y``.
+    row_position : (n_obs,) the position of each row of ``y`` in the DataFrame it came
+        from (per-row outputs go back to the data's order with it).
     z : (J, K) between-only values per cluster, NaN = missing.
     cluster_ids : (J,) the original cluster ids, in order of first appearance.
     cluster_sizes : (J,) level-1 rows used per cluster (0 if all its rows were dropped).
@@ -98,6 +100,7 @@ class TwoLevelData:
     level1: Level1Patterns
     level2: Level2Patterns
     cluster_name: str = ""
+    row_position: np.ndarray | None = None
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -160,6 +163,7 @@ class TwoLevelData:
             cluster_sizes=np.bincount(cl_sorted, minlength=n_clusters).astype(np.int64),
             dropped_rows=np.asarray(df.index[empty]),
             level1=level1, level2=level2_patterns(z), cluster_name=str(cluster),
+            row_position=np.flatnonzero(keep)[order],
         )
 
     @staticmethod

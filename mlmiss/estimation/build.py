@@ -28,6 +28,13 @@ def build_problem(model, data, cluster=None, fixed_x: bool = False, checks: bool
         check_model(partable)
     exogenous = partable.covariates()
     covariates = exogenous if fixed_x else {1: [], 2: []}   # the ones fixed_x fixes
+    split = [v for v in covariates[1] + covariates[2] if v in set(partable.both_names)]
+    if split:
+        raise ModelDataError(
+            f"fixed_x=True (the default, as lavaan's fixed.x): the covariate(s) "
+            f"{', '.join(dict.fromkeys(split))} have a within and a between part (they appear at "
+            "both levels); fixing such covariates at their sample moments is not available "
+            "here: pass fixed_x=False to estimate their moments (lavaan's fixed.x = FALSE)")
     fixed_x_dropped = np.asarray([], dtype=object)
     if isinstance(data, TwoLevelData):
         n_rows = data.n_obs + data.n_dropped_rows

@@ -46,7 +46,7 @@ def heywood_cases(problem, theta) -> list:
     model = problem.model
     found = []
     for level in (1, 2):
-        names, b, psi, _ = model.level_matrices(theta, level)
+        names, _, psi, _ = model.level_matrices(theta, level)
         # below round-off of zero: a variance a boundary solution pins at 0 is not negative
         floor = -1e-12 * max(np.max(np.abs(np.diag(psi)), initial=0.0), 1e-300)
         negative = [f"{v} ({psi[i, i]:.3g})" for i, v in enumerate(names) if psi[i, i] < floor]
@@ -54,8 +54,7 @@ def heywood_cases(problem, theta) -> list:
             found.append(f"level {level}: negative variance(s) {', '.join(negative)}")
         latent = [i for i, v in enumerate(names) if v in set(model.latent_names[level])]
         if len(latent) > 1:
-            a = np.linalg.inv(np.eye(len(names)) - b)
-            cov = (a @ psi @ a.T)[np.ix_(latent, latent)]
+            cov = model.level_moments(theta, level)[2][np.ix_(latent, latent)]
             values = np.linalg.eigvalsh(cov)
             low = values[0]
             if low < -1e-12 * max(abs(values[-1]), 1e-300):

@@ -17,6 +17,8 @@ def ram_matrices(fit, column: str = "est") -> dict:
     observed then latent variables, filled from ``fit.parameter_estimates()[column]``
     (fixed parameters: their value for "est", 0 for "se")."""
     rows = fit.parameter_estimates(se=column != "est")
+    if column not in rows:
+        raise ValueError(f"inspect({column!r}): the fit has no standard errors (se='none')")
     values = rows[column].to_numpy(dtype=float)
     out = {}
     for level, key in LEVELS.items():
@@ -46,9 +48,7 @@ def latent_covariances(fit) -> dict:
     out = {}
     latent = fit.partable.latent_names
     for level, key in LEVELS.items():
-        names, b, psi, _ = fit.model.level_matrices(fit.theta, level)
-        inv = np.linalg.inv(np.eye(len(names)) - b)
-        cov = inv @ psi @ inv.T
+        names, _, cov = fit.model.level_moments(fit.theta, level)
         idx = [names.index(v) for v in latent.get(level, [])]
         lv = [names[i] for i in idx]
         out[key] = pd.DataFrame(cov[np.ix_(idx, idx)], index=lv, columns=lv)

@@ -190,7 +190,7 @@ def _force_pd(s: np.ndarray, tol: float = 1e-6) -> np.ndarray:
     return (vectors * values) @ vectors.T
 
 
-def _correlation(s: np.ndarray) -> np.ndarray:
+def correlation_matrix(s: np.ndarray) -> np.ndarray:
     d = np.diag(s)
     if np.any(~(d > 0)):
         return np.full_like(s, np.nan)
@@ -201,7 +201,7 @@ def _correlation(s: np.ndarray) -> np.ndarray:
 def _srmr(observed: np.ndarray, fitted: np.ndarray) -> float:
     if observed.shape[0] == 0:
         return float("nan")
-    residual = _correlation(observed) - _correlation(fitted)
+    residual = correlation_matrix(observed) - correlation_matrix(fitted)
     lower = residual[np.tril_indices(residual.shape[0])]
     return float(np.sqrt(np.sum(lower ** 2) / lower.size))
 
@@ -231,7 +231,7 @@ def _tli(x2, df, x2_0, df_0, c=1.0, c_0=1.0) -> float:
 
 def _rmsea(x2, df, n, c=1.0) -> float:
     """RMSEA; with the scaling factor c the robust RMSEA sqrt(max(x2/(N df) - c/N, 0))."""
-    if not (math.isfinite(x2) and math.isfinite(c)):
+    if not (math.isfinite(x2) and math.isfinite(c) and math.isfinite(df)):
         return float("nan")
     if df <= 0:
         return 0.0
@@ -266,7 +266,7 @@ def _noncentrality_interval(x2, df, n, level=RMSEA_CI_LEVEL) -> tuple[float, flo
 def _rmsea_interval(x2, df, n, level=RMSEA_CI_LEVEL, c=1.0) -> tuple[float, float]:
     """The RMSEA's confidence interval from the non-central chi-square (module doc);
     with the scaling factor c (and the scaled x2) the robust one, sqrt(c lambda / (N df))."""
-    if not (math.isfinite(x2) and math.isfinite(c)):
+    if not (math.isfinite(x2) and math.isfinite(c) and math.isfinite(df)):
         return float("nan"), float("nan")
     if df <= 0:
         return 0.0, 0.0
@@ -277,7 +277,7 @@ def _rmsea_interval(x2, df, n, level=RMSEA_CI_LEVEL, c=1.0) -> tuple[float, floa
 def _gfi(x2, df, n, p, c=1.0) -> float:
     """lavaan's GFI from the test statistic, N p / (N p + 2 x2 - 2 c df), at most 1."""
     denominator = n * p + 2.0 * x2 - 2.0 * c * df
-    if not math.isfinite(denominator) or denominator <= 0:
+    if not math.isfinite(denominator) or denominator <= 0 or not math.isfinite(df):
         return float("nan")
     return min(n * p / denominator, 1.0)
 
@@ -285,7 +285,7 @@ def _gfi(x2, df, n, p, c=1.0) -> float:
 def _gfi_interval(x2, df, n, p, level=RMSEA_CI_LEVEL, c=1.0) -> tuple[float, float]:
     """The GFI's interval: N p / (N p + 2 c lambda) at the interval's non-centralities
     (the lower GFI from the upper lambda)."""
-    if not (math.isfinite(x2) and math.isfinite(c)):
+    if not (math.isfinite(x2) and math.isfinite(c) and math.isfinite(df)):
         return float("nan"), float("nan")
     low, high = _noncentrality_interval(x2, df, n, level)
     return (min(n * p / (n * p + 2.0 * c * high), 1.0), min(n * p / (n * p + 2.0 * c * low), 1.0))
@@ -294,7 +294,7 @@ def _gfi_interval(x2, df, n, p, level=RMSEA_CI_LEVEL, c=1.0) -> tuple[float, flo
 def _rmsea_tests(x2, df, n, c=1.0) -> tuple[float, float]:
     """p-values of close fit (RMSEA <= 0.05) and of not-close fit (RMSEA >= 0.08); with
     the scaling factor c (and the scaled x2) the robust ones (non-centrality / c)."""
-    if df <= 0 or not (math.isfinite(x2) and math.isfinite(c)):
+    if not (math.isfinite(x2) and math.isfinite(c) and math.isfinite(df)) or df <= 0:
         return float("nan"), float("nan")
     close = 1.0 - _noncentral_cdf(x2, df, n * df * RMSEA_CLOSE ** 2 / c)
     return close, _noncentral_cdf(x2, df, n * df * RMSEA_NOTCLOSE ** 2 / c)

@@ -234,9 +234,9 @@ def _observed_columns(problem, theta, columns) -> np.ndarray:
 
 def _level_sds(model, theta, level: int):
     """{variable: implied sd} and {variable: (residual) variance Psi_ii} at one level."""
-    names, b, psi, _ = model.level_matrices(theta, level)
-    a = np.linalg.inv(np.eye(len(names)) - b)
-    total = np.diag(a @ psi @ a.T)
+    names, _, cov = model.level_moments(theta, level)
+    psi = model.level_matrices(theta, level)[2]
+    total = np.diag(cov)
     with np.errstate(invalid="ignore"):
         sd = np.sqrt(np.where(total > 0, total, np.nan))
     return dict(zip(names, sd)), dict(zip(names, np.diag(psi)))

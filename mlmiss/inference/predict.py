@@ -178,11 +178,9 @@ def _pseudo_inverse(s: np.ndarray) -> np.ndarray:
 def _level_scores(model, theta, level: int, deviations: np.ndarray):
     """E[every variable of the level | data] from the observed variables' deviations
     from their level-implied means; returns (names, values, implied means, B)."""
-    names, b, psi, alpha = model.level_matrices(theta, level)
+    names, mean, cov = model.level_moments(theta, level)
+    b = model.level_matrices(theta, level)[1]
     n_obs = deviations.shape[1]
-    a = np.linalg.inv(np.eye(len(names)) - b)
-    cov = a @ psi @ a.T
-    mean = a @ alpha
     coef = cov[:, :n_obs] @ _pseudo_inverse(cov[:n_obs, :n_obs])
     return names, mean[None, :] + deviations @ coef.T, mean, b
 
@@ -211,19 +209,6 @@ def _yhat(fit, level, names, values, mean, b, observed, latent) -> np.ndarray:
     return out
 
 
-def _row_order(index) -> np.ndarray:
-    """Positions that put the level-1 rows back in the order of their labels (the data
-    frame's order for the usual RangeIndex); the stored order when labels repeat or do
-    not sort."""
-    labels = pd.Index(index)
-    if not labels.is_unique:
-        return np.arange(len(labels))
-    try:
-        return np.argsort(labels.to_numpy(), kind="stable")
-    except TypeError:
-        return np.arange(len(labels))
-
-
 def predict(fit, level: int = 1, type: str = "lv", lavaan_centering: bool = False) -> pd.DataFrame:
     """lavaan's ``lavPredict(fit, level=, type=)`` for a two-level fit (module
     docstring). ``level=1``: one row per level-1 row used (index: the data frame's row
@@ -245,8 +230,7 @@ def predict(fit, level: int = 1, type: str = "lv", lavaan_centering: bool = Fals
     bidx = np.flatnonzero(moments.between_mask)
     # the level-1 model's implied means of the "both" variables: what lavaan subtracts
     # from the within deviations once more (and adds to the between ones)
-    names1, b1, _, alpha1 = model.level_matrices(theta, 1)
-    within_mean = np.linalg.solve(np.eye(len(names1)) - b1, alpha1)[:data.n_y]
+    within_mean = model.level_moments(theta, 1)[1][:data.n_y]
     shift = within_mean[bidx] if lavaan_centering else np.zeros(bidx.size)
 
     if level == 1:
@@ -255,7 +239,9 @@ def predict(fit, level: int = 1, type: str = "lv", lavaan_centering: bool = Fals
         effect[:, bidx] = beta + shift
         deviations = completed - moments.mu_y - effect[data.row_cluster]
         observed = list(model.y_names)
-        order = _row_order(data.row_index)
+        # back to the data frame's row order (the stored order groups rows by cluster)
+        order = (np.argsort(data.row_position, kind="stable") if data.row_position is not None
+                 else np.arange(data.n_obs))
         index = pd.Index(np.asarray(data.row_index)[order])
     else:
         deviations = np.hstack([beta + shift, z - moments.mu_z])

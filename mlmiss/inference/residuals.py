@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.levels import between_cov
-from .measures import _correlation
+from .measures import correlation_matrix
 
 __all__ = ["RESIDUAL_TYPES", "level_implied", "residuals"]
 
@@ -43,10 +43,8 @@ RESIDUAL_TYPES = ("raw", "cor", "cor.bollen", "cor.bentler")
 
 def _level_means(model, theta, level: int) -> np.ndarray:
     """The observed variables' means implied by one level's own model."""
-    names, b, _, alpha = model.level_matrices(theta, level)
     n_obs = len(model.y_names) if level == 1 else len(model.both_names) + len(model.z_names)
-    mu_all = np.linalg.solve(np.eye(len(names)) - b, alpha)
-    return mu_all[:n_obs]
+    return model.level_moments(theta, level)[1][:n_obs]
 
 
 def level_implied(fit) -> dict:
@@ -97,7 +95,7 @@ def residuals(fit, type: str = "cor") -> dict:
         else:
             scale = _scales(np.diag(s))
             if kind == "cor.bollen":
-                cov = _correlation(s) - _correlation(f) if len(names) else s - f
+                cov = correlation_matrix(s) - correlation_matrix(f) if len(names) else s - f
             else:
                 cov = (s - f) * scale[:, None] * scale[None, :]
             mean = (m_obs - m_fit) * scale

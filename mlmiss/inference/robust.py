@@ -20,10 +20,12 @@ much as one log-likelihood). With A the observed information and B = sum_j s_j s
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import InformationWarning
 from ..estimation.problem import Problem
 from ..estimation.saturated import saturated_syntax
 from ..model.partable import parameter_table
@@ -35,7 +37,7 @@ from .vcov import observed_information
 SCORE_STEP = 6e-6
 
 
-def cluster_scores(objective, theta) -> np.ndarray:
+def cluster_gradients(objective, theta) -> np.ndarray:
     """(J, npar): d log L_j / d theta for every cluster j, by central differences of the
     clusters' log-likelihoods in the objective's scaled parameters (the likelihood
     wherever it is defined: a boundary solution's neighbourhood included). A column
@@ -73,8 +75,8 @@ def first_order(scores) -> np.ndarray:
 
 def sandwich(bread, meat) -> np.ndarray:
     """A^-1 B A^-1 from the model-based covariance A^-1 (``bread``); parameters whose
-    model-based variance is NaN (no second derivative) stay NaN."""
-    ok = np.all(np.isfinite(bread), axis=0)
+    model-based variance or score is NaN (no derivative) stay NaN."""
+    ok = np.all(np.isfinite(bread), axis=0) & np.all(np.isfinite(meat), axis=0)
     out = np.full_like(bread, np.nan)
     with one_blas_thread():
         inner = bread[np.ix_(ok, ok)]
@@ -116,7 +118,9 @@ def reference_trace(objective, theta, skip=None) -> float:
     one) over the parameters not in ``skip``."""
     keep = np.ones(objective.npar, bool) if skip is None else ~np.asarray(skip, bool)
     info = observed_information(objective, theta)[np.ix_(keep, keep)]
-    meat = first_order(cluster_scores(objective, theta))[np.ix_(keep, keep)]
+    meat = first_order(cluster_gradients(objective, theta))[np.ix_(keep, keep)]
+    if not (np.all(np.isfinite(info)) and np.all(np.isfinite(meat))):
+        return float("nan")
     with one_blas_thread():
         return _trace(np.linalg.inv(info), meat)
 
@@ -151,6 +155,8 @@ class ScaledTest:
 
     @property
     def scaling_factor(self) -> float:
+        """(tr_h1 - tr_h0) / df; NaN when df is 0, a trace could not be computed, or the
+        difference is not positive (as lavaan)."""
         if self.df <= 0:
             return float("nan")
         c = (self.trace_h1 - self.trace_h0) / self.df
@@ -181,10 +187,15 @@ def scaled_tests(fit) -> tuple[ScaledTest, ScaledTest]:
     covariates = fit.partable.covariates() if fit.fixed_x else {}
     trace_h1, ndat = h1_trace(fit.data, fit.model.between_mask, fit.h1().moments, covariates)
     measures = fit.fit_measures(scaled=False)
-    bread = fit.standard_vcov()
-    ok = np.all(np.isfinite(bread), axis=0)
-    trace_h0 = _trace(bread[np.ix_(ok, ok)], fit.first_order()[np.ix_(ok, ok)])
+    bread, meat = fit.standard_vcov(), fit.first_order()
+    ok = np.all(np.isfinite(bread), axis=0) & np.all(np.isfinite(meat), axis=0)
+    # a parameter without derivatives leaves the trace incomplete: no scaling then
+    trace_h0 = _trace(bread, meat) if ok.all() else float("nan")
     model = ScaledTest(trace_h1, trace_h0, ndat, int(fit.npar), int(measures["df"]))
+    if measures["df"] > 0 and not np.isfinite(model.scaling_factor):
+        warnings.warn("user model: the scaled test is not available (a derivative could not be "
+                      "computed, or the trace difference is not positive): its statistics are NaN",
+                      InformationWarning, stacklevel=4)
     base = fit.baseline()
     skip = free_covariate_parameters(base.problem.partable, covariates)
     base_h0 = reference_trace(base.problem, base.estimate.theta, skip)

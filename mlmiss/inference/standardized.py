@@ -102,10 +102,8 @@ class _Standardizer:
         level: the diagonals of (I-B)^-1 Psi (I-B)^-T and of Psi."""
         implied, residual = [], []
         for lev in (1, 2):
-            _, b, psi, _ = self.model.level_matrices(theta, lev)
-            a = np.linalg.inv(np.eye(b.shape[0]) - b)
-            implied.append(np.einsum("ij,jk,ik->i", a, psi, a))
-            residual.append(np.diag(psi))
+            implied.append(np.diag(self.model.level_moments(theta, lev)[2]))
+            residual.append(np.diag(self.model.level_matrices(theta, lev)[2]))
         return np.concatenate(implied), np.concatenate(residual)
 
     def standardize(self, theta) -> dict:

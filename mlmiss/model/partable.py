@@ -302,7 +302,8 @@ def parameter_table(model: str | list[Statement], fixed_x: bool = False, std_lv:
     fixed (``value`` NaN, to be set to their sample values). ``std_lv`` (lavaan's
     ``std.lv``): latent variables are scaled by fixing their (residual) variances at 1
     instead of their first loadings. ``orthogonal``: the covariances lavaan adds among
-    latent variables are fixed at 0. The syntax's own modifiers override both.
+    latent variables are fixed at 0. A value or NA the syntax writes (``0.5*f``,
+    ``NA*f``) overrides both.
     """
     statements = _statements(model)
     dependent_anywhere = _unique(s.lhs for s in statements if s.op == "~")

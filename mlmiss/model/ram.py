@@ -417,6 +417,13 @@ class TwoLevelModel:
         b, psi, alpha = lev.matrices(self._theta(theta))
         return list(lev.names), b, psi, alpha
 
+    def level_moments(self, theta, level: int):
+        """(names, mean, cov) of one level's observed then latent variables at theta,
+        the level's own model alone: (I - B)^-1 alpha and (I - B)^-1 Psi (I - B)^-T."""
+        names, b, psi, alpha = self.level_matrices(theta, level)
+        effects = np.linalg.inv(np.eye(len(names)) - b)
+        return names, effects @ alpha, effects @ psi @ effects.T
+
     def _forward(self, theta):
         """Moments vector and per-level Jacobian inputs; the last theta's pass is kept,
         so ``moments(theta)`` followed by ``jacobian(theta)`` runs the levels once."""

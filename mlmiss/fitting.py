@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import numpy as np
 
-from .errors import ConvergenceWarning, ModelWarning
+from .errors import ConvergenceWarning, ModelError, ModelWarning
 from .estimation.build import build_problem
 from .estimation.checks import admissible_start
+from .estimation.constraints import ConstraintSet, Reparametrized
 from .estimation.optimizers import optimize
 from .results import Fit
 
@@ -108,9 +110,15 @@ def sem(model: str, data, cluster: str | None = None, fixed_x: bool = True, star
     theta0 = admissible_start(problem, theta0, user_start=start is not None)
     em = {"em_iter_max": em_iter_max, "em_fx_tol": em_fx_tol, "em_dx_tol": em_dx_tol,
           "em_accel": em_accel}
-    estimate = optimize(problem, theta0, optimizer, maxiter, gtol, max_seconds, verbose,
-                        "user model", em)
-    if not estimate.converged and start is None and problem.has_start_values:
+    restriction = _restriction(problem, theta0, optimizer)
+    if restriction is not None:
+        estimate = _restricted_fit(restriction, theta0, optimizer, maxiter, gtol, max_seconds,
+                                   verbose, em)
+    else:
+        estimate = optimize(problem, theta0, optimizer, maxiter, gtol, max_seconds, verbose,
+                            "user model", em)
+    if restriction is None and not estimate.converged and start is None \
+            and problem.has_start_values:
         retry = optimize(problem, problem.start(user=False, loadings=loadings), optimizer,
                          maxiter, gtol, max_seconds,
                          verbose, "user model (default start)", em)
@@ -127,7 +135,7 @@ def sem(model: str, data, cluster: str | None = None, fixed_x: bool = True, star
                "std_lv": bool(std_lv), "orthogonal": bool(orthogonal), "missing": "ml"}
     if optimizer == "em":
         options.update(em)
-    fit = Fit(problem, estimate, options)
+    fit = Fit(problem, estimate, options, restriction=restriction)
     if not fit.estimate.converged:
         warnings.warn(f"user model: the optimizer did not converge: {fit.estimate.message}",
                       ConvergenceWarning, stacklevel=2)
@@ -166,6 +174,43 @@ def _inference_options(estimator, se, test):
                              f"{', '.join(map(repr, known))}")
     return (SE_NAMES[se] if se is not None else default_se,
             TEST_NAMES[test] if test is not None else default_test)
+
+
+def _restriction(problem, theta0, optimizer):
+    """The :class:`Reparametrized` objective of the syntax's equality constraints, or None
+    without constraints. Constraints this version cannot impose are a clear error."""
+    constraints = ConstraintSet(problem.partable)
+    if not constraints:
+        return None
+    if constraints.inequalities:
+        c = constraints.inequalities[0]
+        raise ModelError(f"line {c.line}: '{c}': inequality constraints are not available yet "
+                         "(linear equality constraints and ':=' are)")
+    if not constraints.linear_equalities(theta0):
+        raise ModelError("nonlinear equality constraints are not available yet (linear ones "
+                         "and ':=' are): " + "; ".join(f"line {c.line}: '{c}'"
+                                                      for c in constraints.equalities))
+    if optimizer == "em":
+        raise ModelError("optimizer='em' with equality constraints is not available yet; use the "
+                         "default optimizer")
+    try:
+        return Reparametrized(problem, constraints, theta0)
+    except ValueError as exc:
+        raise ModelError(f"{exc}: " + "; ".join(f"line {c.line}: '{c}'"
+                                                for c in constraints.equalities)) from None
+
+
+def _restricted_fit(restriction, theta0, optimizer, maxiter, gtol, max_seconds, verbose, em):
+    """Fit in the free directions z of the equality constraints; the estimate holds the
+    full theta (on the constraints) and the gradient along the free directions."""
+    z0 = restriction.z(theta0)
+    if not np.isfinite(restriction.loglik(z0)):
+        raise ModelError("the start values projected onto the equality constraints are not "
+                         "admissible (a covariance matrix that is not positive definite); "
+                         "give start values that meet the constraints (start=)")
+    estimate = optimize(restriction, z0, optimizer, maxiter, gtol, max_seconds, verbose,
+                        "user model", em)
+    return dataclasses.replace(estimate, theta=restriction.theta(estimate.theta))
 
 
 #: lavaan's names for full-information ML

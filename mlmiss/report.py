@@ -20,6 +20,7 @@ import math
 
 import numpy as np
 
+from .model.constraints import CONSTRAINT_OPS
 from .version import __version__
 
 __all__ = ["Summary", "summary_text", "level2_patterns", "data_counts"]
@@ -379,7 +380,8 @@ def _estimates(fit, standardized: bool):
     absent) and, with ``standardized``, std_lv and std_all."""
     table = fit.partable.table.reset_index(drop=True)
     est = (fit.parameter_estimates(standardized=True) if standardized
-           else fit.parameter_estimates()).reset_index(drop=True)
+           else fit.parameter_estimates())
+    est = est[~est["op"].isin(CONSTRAINT_OPS)].reset_index(drop=True)
     keep = [c for c in ("lhs", "op", "rhs", "level", "free", "label", "exo", "user")
             if c in table]
     out = table[keep].copy()
@@ -542,4 +544,31 @@ def summary_text(fit, cluster: str | None = None, measures: bool = True,
     lines = _header(fit, cluster)
     lines += _fit_section(fit, measures)
     lines += _parameter_blocks(fit, cluster, standardized, rsquare)
+    lines += _constraint_blocks(fit)
     return "\n".join(lines) + "\n"
+
+
+def _constraint_blocks(fit) -> list[str]:
+    """lavaan's "Defined Parameters:" (estimate, Std.Err, z-value, P(>|z|)) and
+    "Constraints:" (|Slack| of lhs - (rhs)) after the levels."""
+    if not getattr(getattr(fit, "partable", None), "constraints", None):
+        return []
+    rows = fit.parameter_estimates()
+    rows = rows[rows["op"].isin(CONSTRAINT_OPS)]
+    lines = []
+    defined = rows[rows["op"] == ":="]
+    if len(defined):
+        with_se = "se" in defined
+        lines += ["", "Defined Parameters:",
+                  " " * 19 + "Estimate" + ("  Std.Err  z-value  P(>|z|)" if with_se else "")]
+        for r in defined.itertuples(index=False):
+            cells = [_num(r.est).rjust(9)]
+            if with_se:
+                cells += [_num(v).rjust(9) for v in (r.se, r.z, r.pvalue)]
+            lines.append(f"    {r.lhs:<14}" + "".join(cells))
+    written = rows[rows["op"] != ":="]
+    if len(written):
+        lines += ["", "Constraints:", " " * 47 + "|Slack|"]
+        for r in written.itertuples(index=False):
+            lines.append(f"    {f'{r.lhs} - ({r.rhs})':<41}" + _num(abs(r.est)).rjust(9))
+    return lines

@@ -25,6 +25,7 @@ from .estimation.reference import ReferenceFit
 from .estimation.saturated import fit_saturated
 from .inference.checks import FitChecks, post_fit_checks
 from .inference.lrt import lrt as likelihood_ratio_test
+from .inference.defined import constraint_rows
 from .inference.matrices import coverage, latent_covariances, missing_patterns, ram_matrices
 from .inference.measures import fit_measures
 from .inference.modindices import modindices as modification_indices
@@ -62,11 +63,14 @@ class Fit:
     estimate : what the optimizer found (:class:`mlmiss.estimation.optimizers.Estimate`).
     options : the options of the call that made it (``sem()``'s keyword arguments, by
         the names ``sem()`` takes).
+    restriction : with equality constraints, the objective the optimizer saw
+        (:class:`mlmiss.estimation.constraints.Reparametrized`: theta = D (u0 + K z)).
     """
 
     problem: Problem
     estimate: Estimate
     options: dict = field(default_factory=dict)
+    restriction: object = None
     _cache: dict = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ what was fitted
@@ -128,8 +132,10 @@ class Fit:
 
     @property
     def npar(self) -> int:
-        """Free parameters (equality-constrained ones counted once)."""
-        return int(self.partable.npar)
+        """Free parameters: labels shared count once, and each independent equality
+        constraint takes one away (lavaan's npar)."""
+        taken = self.restriction.rank if self.restriction is not None else 0
+        return int(self.partable.npar) - taken
 
     @property
     def nobs(self) -> int:
@@ -154,7 +160,7 @@ class Fit:
         for r in self.partable.table.itertuples(index=False):
             if r.free > 0 and r.free not in names:
                 names[r.free] = f"{r.lhs} {r.op} {r.rhs}".strip() + f" (level {r.level})"
-        return [names[i] for i in range(1, self.npar + 1)]
+        return [names[i] for i in range(1, int(self.partable.npar) + 1)]
 
     def information(self) -> np.ndarray:
         """The observed information at the estimates: the Hessian of -logl, from central
@@ -166,7 +172,7 @@ class Fit:
         eigenvalues, why the fit is not a maximum if it is not, Heywood cases."""
         return self._cached("checks", lambda: post_fit_checks(
             self.problem, self.theta, self.information(), self.parameter_names(),
-            self.boundary()[0]))
+            self.tangent()))
 
     def boundary(self):
         """At a boundary solution (Sigma_b singular, the data pushing past the edge of
@@ -196,7 +202,7 @@ class Fit:
         computed."""
         return self._cached("standard_vcov", lambda: observed_vcov(
             self.problem, self.theta, self.parameter_names(), self.information(),
-            self.boundary()[0]))
+            self.tangent()))
 
     def scores(self) -> np.ndarray:
         """(nclusters, npar): each cluster's gradient of its log-likelihood at the
@@ -206,6 +212,24 @@ class Fit:
     def first_order(self) -> np.ndarray:
         """The first-order information sum_j s_j s_j' of the cluster scores."""
         return self._cached("first_order", lambda: first_order(self.scores()))
+
+    def tangent(self):
+        """The directions the estimates may move in, in the scaled parameters theta /
+        scales: the null space of the equality constraints, the edge of the admissible
+        region at a boundary solution, their intersection with both; None when every
+        direction is free. The information is judged and inverted along it."""
+        edge = self.boundary()[0]
+        if self.restriction is None:
+            return edge
+        plane = self.restriction.tangent
+        if edge is None:
+            return plane
+        # span(K) and span(Z) meet where K a = Z b
+        _, sv, vt = np.linalg.svd(np.hstack([plane, -edge]))
+        rank = int(np.sum(sv > 1e-10 * sv[0])) if sv.size else 0
+        common = plane @ vt[rank:, :plane.shape[1]].T
+        q, _ = np.linalg.qr(common)
+        return q
 
     def vcov(self) -> np.ndarray:
         """Covariance matrix of theta: with ``se="standard"`` (and ``"none"``, which only
@@ -243,6 +267,9 @@ class Fit:
         if standardized:
             for name, column in standardized_columns(self).items():
                 out[name] = column.to_numpy()
+        extra = constraint_rows(self, ci_level, se=se and self.se != "none")
+        if len(extra):   # lavaan's rows after the parameters: :=, ==, <, >
+            out = pd.concat([out, extra], ignore_index=True)
         return out
 
     def standardized_solution(self, type: str = "std.all", ci_level: float = 0.95) -> pd.DataFrame:

@@ -54,6 +54,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ModelDataError, ModelSyntaxError
+from .constraints import Constraint, check_constraints, split_constraints
 from .syntax import Modifiers, Statement, parse
 
 __all__ = ["ParTable", "parameter_table", "check_variables", "ModelDataError", "COLUMNS"]
@@ -156,7 +157,7 @@ class ParTable:
     """
 
     def __init__(self, table: pd.DataFrame, *, y_names, z_names, level2_names, latent_names,
-                 fixed_x: bool, statements: list[Statement]):
+                 fixed_x: bool, statements: list[Statement], constraints=()):
         self.table = table
         self.y_names: list[str] = list(y_names)
         self.z_names: list[str] = list(z_names)
@@ -168,6 +169,7 @@ class ParTable:
         self.npar: int = int(table["free"].max()) if len(table) else 0
         self.fixed_x = fixed_x
         self.statements = list(statements)
+        self.constraints = list(constraints)
 
     def level_names(self, level: int) -> list[str]:
         """Observed variables of a level: level 1 the level-1 variables (y order), level 2
@@ -278,9 +280,11 @@ def _level_rows(flat: list[_Flat], level: int, fixed_x: bool, std_lv: bool = Fal
     return rows
 
 
-def _statements(model) -> list[Statement]:
+def _statements(model) -> tuple[list[Statement], list[Constraint]]:
+    """The statements of the level blocks and the constraint lines."""
     if isinstance(model, str):
-        return parse(model)
+        text, constraints = split_constraints(model)
+        return parse(text), constraints
     statements = list(model)
     for s in statements:
         if not isinstance(s, Statement):
@@ -290,7 +294,7 @@ def _statements(model) -> list[Statement]:
         missing = sorted({1, 2} - levels)
         raise ModelSyntaxError(f"the model has no statements at level {missing[0]}; a two-level "
                                "model needs a model for each level")
-    return statements
+    return statements, []
 
 
 def parameter_table(model: str | list[Statement], fixed_x: bool = False, std_lv: bool = False,
@@ -305,7 +309,7 @@ def parameter_table(model: str | list[Statement], fixed_x: bool = False, std_lv:
     latent variables are fixed at 0. A value or NA the syntax writes (``0.5*f``,
     ``NA*f``) overrides both.
     """
-    statements = _statements(model)
+    statements, constraints = _statements(model)
     dependent_anywhere = _unique(s.lhs for s in statements if s.op == "~")
     flat = {lev: [_Flat(s.lhs, s.op, s.rhs, s.modifiers, s.line) for s in statements if s.level == lev]
             for lev in (1, 2)}
@@ -406,8 +410,10 @@ def parameter_table(model: str | list[Statement], fixed_x: bool = False, std_lv:
     full2 = _Names([r for r in rows if r.level == 2], dependent_anywhere)
     y_names = full1.ov
     z_names = [v for v in full2.ov if v not in set(y_names)]
+    check_constraints(constraints, [r.label for r in rows if r.label])
     return ParTable(table, y_names=y_names, z_names=z_names, level2_names=full2.ov,
-                    latent_names={1: full1.lv, 2: full2.lv}, fixed_x=fixed_x, statements=statements)
+                    latent_names={1: full1.lv, 2: full2.lv}, fixed_x=fixed_x, statements=statements,
+                    constraints=constraints)
 
 
 def check_variables(partable: ParTable | str, columns) -> None:

@@ -1,0 +1,147 @@
+"""Estimation under lavaan's constraints (``==``, ``<``, ``>``) and defined parameters
+(``:=``), from the parameter table's :class:`mlmiss.model.constraints.Constraint` list.
+
+:class:`ConstraintSet` evaluates the constraints as functions of theta: equalities
+h(theta) = lhs - rhs, inequalities g(theta) >= 0 (rhs - lhs for ``<``, lhs - rhs for
+``>``) and the defined parameters, with exact Jacobians by complex steps (the
+expressions are analytic). Linear equalities are met exactly by reparametrization,
+as lavaan does: theta = D (u0 + K z) with D the parameter scales, K an orthonormal basis
+of the null space of the scaled constraint Jacobian and u0 a particular solution
+(:class:`Reparametrized`, an objective like any other for the optimizers).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .problem import Objective
+
+#: the complex step: derivatives of analytic expressions exact to round-off
+COMPLEX_STEP = 1e-30
+
+
+class ConstraintSet:
+    """The constraints of a parameter table as functions of theta."""
+
+    def __init__(self, partable):
+        table = partable.table
+        self.constraints = list(partable.constraints)
+        self.npar = int(partable.npar)
+        self._free, self._fixed = {}, {}
+        for r in table.itertuples(index=False):
+            if isinstance(r.label, str) and r.label:
+                if r.free > 0:
+                    self._free[r.label] = int(r.free) - 1
+                else:
+                    self._fixed[r.label] = float(r.value)
+        self.equalities = [c for c in self.constraints if c.op == "=="]
+        self.inequalities = [c for c in self.constraints if c.op in ("<", ">")]
+        self.defined = [c for c in self.constraints if c.op == ":="]
+
+    def __bool__(self) -> bool:
+        return bool(self.equalities or self.inequalities)
+
+    def _evaluate(self, theta):
+        env = dict(self._fixed)
+        env.update({name: theta[i] for name, i in self._free.items()})
+        eq, ineq, defined = [], [], []
+        for c in self.constraints:
+            if c.op == ":=":
+                env[c.lhs] = c.right(env)
+                defined.append(env[c.lhs])
+                continue
+            left, right = c.left(env), c.right(env)
+            if c.op == "==":
+                eq.append(left - right)
+            else:
+                ineq.append(right - left if c.op == "<" else left - right)
+        dtype = complex if np.iscomplexobj(theta) else float
+        return (np.array(eq, dtype=dtype), np.array(ineq, dtype=dtype),
+                np.array(defined, dtype=dtype))
+
+    def values(self, theta):
+        """(h, g, defined) at theta: equalities (0 when met), inequalities (>= 0 when met),
+        defined parameters."""
+        return self._evaluate(np.asarray(theta, dtype=float))
+
+    def jacobians(self, theta):
+        """(dh/dtheta, dg/dtheta, d defined/dtheta), each (rows, npar), by complex steps."""
+        theta = np.asarray(theta, dtype=float)
+        n = theta.size
+        eq, ineq, defined = (np.zeros((len(self.equalities), n)), np.zeros((len(self.inequalities), n)),
+                             np.zeros((len(self.defined), n)))
+        for i in range(n):
+            step = theta.astype(complex)
+            step[i] += 1j * COMPLEX_STEP
+            h, g, d = self._evaluate(step)
+            eq[:, i], ineq[:, i], defined[:, i] = (h.imag / COMPLEX_STEP, g.imag / COMPLEX_STEP,
+                                                   d.imag / COMPLEX_STEP)
+        return eq, ineq, defined
+
+    def linear_equalities(self, theta) -> bool:
+        """Whether the equalities are linear in theta: their Jacobian is the same at theta
+        and at a distant point, and h is affine between them."""
+        theta = np.asarray(theta, dtype=float)
+        other = theta + np.random.default_rng(0).normal(size=theta.size) * (1.0 + np.abs(theta))
+        j0, j1 = self.jacobians(theta)[0], self.jacobians(other)[0]
+        h0, h1 = self.values(theta)[0], self.values(other)[0]
+        scale = 1.0 + np.abs(j0).max(initial=0.0)
+        return (np.allclose(j0, j1, rtol=1e-10, atol=1e-12 * scale)
+                and np.allclose(h1 - h0, j0 @ (other - theta), rtol=1e-9,
+                                atol=1e-9 * scale * (1.0 + np.abs(other).max())))
+
+
+class Reparametrized(Objective):
+    """``problem`` restricted to linear equalities J theta + c = 0 (J, c from a
+    :class:`ConstraintSet`): theta = D (u0 + K z), z free. Raises ValueError when the
+    equalities contradict each other."""
+
+    def __init__(self, problem, constraints: ConstraintSet, theta0):
+        self.problem = problem
+        self.data = problem.data
+        theta0 = np.asarray(theta0, dtype=float)
+        jac = constraints.jacobians(theta0)[0]
+        c = constraints.values(theta0)[0] - jac @ theta0
+        scales = np.asarray(problem.scales, dtype=float)
+        self.d = scales
+        ju = jac * scales[None, :]
+        _, sv, vt = np.linalg.svd(ju)
+        tol = max(ju.shape) * np.finfo(float).eps * (sv[0] if sv.size else 0.0)
+        self.rank = int(np.sum(sv > tol))
+        self.basis = vt[self.rank:].T                      # K, orthonormal, scaled units
+        self.u0 = np.linalg.lstsq(ju, -c, rcond=None)[0]
+        if np.linalg.norm(ju @ self.u0 + c) > 1e-8 * (1.0 + np.linalg.norm(c)):
+            raise ValueError("the equality constraints contradict each other: no parameter "
+                             "values meet them all")
+        self.npar = self.basis.shape[1]
+
+    @property
+    def between_psd(self):
+        return self.problem.between_psd
+
+    @between_psd.setter
+    def between_psd(self, value):
+        self.problem.between_psd = value
+
+    def admissible(self, moments) -> bool:
+        return self.problem.admissible(moments)
+
+    def theta(self, z) -> np.ndarray:
+        """The full parameter vector of z."""
+        return self.d * (self.u0 + self.basis @ np.asarray(z, dtype=float))
+
+    def z(self, theta) -> np.ndarray:
+        """The z closest to theta (its projection onto the constraints' plane)."""
+        return self.basis.T @ (np.asarray(theta, dtype=float) / self.d - self.u0)
+
+    def moments(self, z):
+        return self.problem.moments(self.theta(z))
+
+    def gradient_of_moments(self, z, g):
+        full = self.problem.gradient_of_moments(self.theta(z), g)
+        return self.basis.T @ (self.d * full)
+
+    @property
+    def tangent(self) -> np.ndarray:
+        """The directions theta may move in, in scaled parameters (theta / D)."""
+        return self.basis

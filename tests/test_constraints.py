@@ -1,0 +1,132 @@
+"""Parameter constraints (==, <, >) and defined parameters (:=): the syntax, linear
+equalities by reparametrization, their inference, and the defined parameters' delta
+method."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import mlmiss
+from mlmiss.errors import ModelError, ModelSyntaxError
+from mlmiss.model import parameter_table
+
+from conftest import LAVAAN_DIR
+
+BASE = """
+level: 1
+  fw =~ y1 + l2*y2 + l3*y3
+  fw ~ b1*x1 + b2*x2 + b3*x3
+level: 2
+  fb =~ y1 + m2*y2 + m3*y3
+  fb ~ g1*w1 + g2*w2
+"""
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return pd.read_csv(LAVAAN_DIR / "demo_twolevel_missing.csv")
+
+
+def fit(model, df, **options):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return mlmiss.sem(model, df, cluster="cluster", fixed_x=False, **options)
+
+
+# ---------------------------------------------------------------------------- syntax
+def test_constraint_lines_anywhere_with_their_line_numbers():
+    model = BASE.replace("  fb ~ g1*w1", "  l3 > 0  # inside a block\n  fb ~ g1*w1")
+    table = parameter_table(model + "l2 == m2\nind := b1*l2^2 / exp(g1)\n")
+    found = [(str(c), c.line) for c in table.constraints]
+    assert found == [("l3 > 0", 7), ("l2 == m2", 9), ("ind := b1*l2^2 / exp(g1)", 10)]
+    # the parameters are those of the model without the lines
+    assert table.npar == parameter_table(BASE).npar
+
+
+@pytest.mark.parametrize("line, message", [
+    ("q1 == l2", "'q1' is not a parameter label"),
+    ("l2 == foo(b1)", "functions an expression may use are exp, log, sqrt"),
+    ("l2 == 'x'", "not a number"),
+    ("l2 == b1 == b2", "more than one constraint operator"),
+    ("ind := b1\nind := b2", "already a label or defined"),
+    ("l2 := b1", "already a label"),
+    ("l2 == ", "empty side"),
+    ("l2 == b1 +* 2", "cannot read the expression"),
+])
+def test_bad_constraints_name_the_line(line, message):
+    with pytest.raises(ModelSyntaxError, match=message) as caught:
+        parameter_table(BASE + line + "\n")
+    assert caught.value.line >= 8
+
+
+# ---------------------------------------------------------------------------- linear ==
+@pytest.fixture(scope="module")
+def linear(demo):
+    return fit(BASE + "l2 == m2\nb1 == 2*b2 - b3\nind := b1*l2\nratio := m2/l2\n", demo)
+
+
+def test_linear_equalities_hold_and_cost_degrees_of_freedom(linear, demo):
+    free = fit(BASE, demo)
+    est = linear.parameter_estimates().set_index("label")
+    assert linear.converged
+    assert abs(est.loc["l2", "est"] - est.loc["m2", "est"]) < 1e-10
+    assert abs(est.loc["b1", "est"] - (2 * est.loc["b2", "est"] - est.loc["b3", "est"])) < 1e-10
+    assert linear.npar == free.npar - 2
+    assert linear.fit_measures()["df"] == free.fit_measures()["df"] + 2
+    assert linear.loglik < free.loglik
+
+
+def test_an_equality_is_the_same_model_as_a_shared_label(linear, demo):
+    """l2 == m2 (with b1 == 2 b2 - b3) against one label on both loadings: the same
+    maximum, the same standard errors (the projected information)."""
+    labelled = BASE.replace("l2*y2", "a*y2").replace("m2*y2", "a*y2")
+    shared = fit(labelled + "b1 == 2*b2 - b3\n", demo)
+    assert shared.restriction.rank == 1 and linear.restriction.rank == 2
+    assert linear.loglik == pytest.approx(shared.loglik, abs=1e-7)
+    a = linear.parameter_estimates().set_index("label")
+    b = shared.parameter_estimates().set_index("label")
+    assert a.loc["l2", "est"] == pytest.approx(b.loc["a", "est"].iloc[0], rel=1e-6)
+    assert a.loc["l2", "se"] == pytest.approx(b.loc["a", "se"].iloc[0], rel=1e-4)
+    assert a.loc["g1", "se"] == pytest.approx(b.loc["g1", "se"], rel=1e-4)
+
+
+def test_defined_parameters_by_the_delta_method(linear):
+    est = linear.parameter_estimates()
+    rows = est[est["op"] == ":="].set_index("lhs")
+    free = est[est["op"] != ":="].set_index("label")
+    assert rows.loc["ind", "est"] == pytest.approx(free.loc["b1", "est"] * free.loc["l2", "est"])
+    # var(b1 l2) by the delta method from the fit's covariance matrix
+    table = linear.partable.table.set_index("label")
+    i, j = int(table.loc["b1", "free"]) - 1, int(table.loc["l2", "free"]) - 1
+    v = linear.vcov()
+    g = np.array([free.loc["l2", "est"], free.loc["b1", "est"]])
+    cov = np.array([[v[i, i], v[i, j]], [v[j, i], v[j, j]]])
+    assert rows.loc["ind", "se"] == pytest.approx(np.sqrt(g @ cov @ g), rel=1e-8)
+    # m2 / l2 is 1 under l2 == m2: no variance, no test
+    assert rows.loc["ratio", "est"] == pytest.approx(1.0)
+    assert rows.loc["ratio", "se"] == 0.0 and np.isnan(rows.loc["ratio", "z"])
+    text = linear.summary()
+    assert "Defined Parameters:" in text and "Constraints:" in text
+    assert "    l2 - (m2)" in text
+
+
+def test_constraints_this_version_cannot_impose_are_named(demo):
+    with pytest.raises(ModelError, match="line 8: 'g1 < 0.1'"):
+        fit(BASE + "g1 < 0.1\n", demo)
+    with pytest.raises(ModelError, match="nonlinear.*line 8: 'l3 == l2\\^2'"):
+        fit(BASE + "l3 == l2^2\n", demo)
+    with pytest.raises(ModelError, match="contradict"):
+        fit(BASE + "l2 == m2\nl2 == m2 + 1\n", demo)
+    with pytest.raises(ModelError, match="optimizer='em'"):
+        fit(BASE + "l2 == m2\n", demo, optimizer="em")
+
+
+def test_defined_parameters_alone_leave_the_fit_unchanged(demo):
+    plain = fit(BASE, demo)
+    defined = fit(BASE + "ind := b1*l2\n", demo)
+    assert defined.restriction is None and defined.npar == plain.npar
+    assert defined.loglik == pytest.approx(plain.loglik, abs=1e-9)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 import warnings
 
 import numpy as np
@@ -10,8 +11,9 @@ import numpy as np
 from .errors import ConvergenceWarning, ModelError, ModelWarning
 from .estimation.build import build_problem
 from .estimation.checks import admissible_start
-from .estimation.constraints import ConstraintSet, Reparametrized
-from .estimation.optimizers import optimize
+from .estimation.constraints import (KKT_TOL, ActiveSet, ConstraintSet, Reparametrized,
+                                     fit_constrained)
+from .estimation.optimizers import Estimate, optimize
 from .results import Fit
 
 
@@ -111,9 +113,11 @@ def sem(model: str, data, cluster: str | None = None, fixed_x: bool = True, star
     em = {"em_iter_max": em_iter_max, "em_fx_tol": em_fx_tol, "em_dx_tol": em_dx_tol,
           "em_accel": em_accel}
     restriction = _restriction(problem, theta0, optimizer)
-    if restriction is not None:
+    if isinstance(restriction, Reparametrized):
         estimate = _restricted_fit(restriction, theta0, optimizer, maxiter, gtol, max_seconds,
                                    verbose, em)
+    elif restriction is not None:
+        estimate, restriction = _constrained_fit(problem, restriction, theta0, maxiter)
     else:
         estimate = optimize(problem, theta0, optimizer, maxiter, gtol, max_seconds, verbose,
                             "user model", em)
@@ -177,22 +181,18 @@ def _inference_options(estimator, se, test):
 
 
 def _restriction(problem, theta0, optimizer):
-    """The :class:`Reparametrized` objective of the syntax's equality constraints, or None
-    without constraints. Constraints this version cannot impose are a clear error."""
+    """How the syntax's constraints are imposed: None without any; the
+    :class:`Reparametrized` objective of linear equalities (met exactly); else the
+    :class:`ConstraintSet` for :func:`_constrained_fit` (nonlinear equalities,
+    inequalities)."""
     constraints = ConstraintSet(problem.partable)
     if not constraints:
         return None
-    if constraints.inequalities:
-        c = constraints.inequalities[0]
-        raise ModelError(f"line {c.line}: '{c}': inequality constraints are not available yet "
-                         "(linear equality constraints and ':=' are)")
-    if not constraints.linear_equalities(theta0):
-        raise ModelError("nonlinear equality constraints are not available yet (linear ones "
-                         "and ':=' are): " + "; ".join(f"line {c.line}: '{c}'"
-                                                      for c in constraints.equalities))
     if optimizer == "em":
-        raise ModelError("optimizer='em' with equality constraints is not available yet; use the "
+        raise ModelError("optimizer='em' with constraints is not available yet; use the "
                          "default optimizer")
+    if constraints.inequalities or not constraints.linear_equalities(theta0):
+        return constraints
     try:
         return Reparametrized(problem, constraints, theta0)
     except ValueError as exc:
@@ -211,6 +211,23 @@ def _restricted_fit(restriction, theta0, optimizer, maxiter, gtol, max_seconds, 
     estimate = optimize(restriction, z0, optimizer, maxiter, gtol, max_seconds, verbose,
                         "user model", em)
     return dataclasses.replace(estimate, theta=restriction.theta(estimate.theta))
+
+
+def _constrained_fit(problem, constraints, theta0, maxiter):
+    """Nonlinear equalities and inequalities: SLSQP under the constraints
+    (:func:`mlmiss.estimation.constraints.fit_constrained`); converged when the KKT
+    remainder is below :data:`KKT_TOL` and the constraints hold to 1e-8. Returns the
+    estimate and the :class:`ActiveSet` of the solution."""
+    began = time.perf_counter()
+    theta, f, kkt, iterations, message, violation = fit_constrained(
+        problem, constraints, theta0, maxiter=maxiter)
+    n = float(problem.data.n_obs)
+    converged = bool(np.isfinite(f) and kkt <= KKT_TOL and violation <= 1e-8)
+    note = (f"SLSQP under the constraints: {message}; KKT remainder {kkt:.1e}, largest "
+            f"constraint violation {violation:.1e}")
+    estimate = Estimate(theta, -f * n, converged, iterations, note, "slsqp",
+                        time.perf_counter() - began, kkt)
+    return estimate, ActiveSet(constraints, theta, np.asarray(problem.scales, dtype=float))
 
 
 #: lavaan's names for full-information ML

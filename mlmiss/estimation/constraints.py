@@ -12,8 +12,12 @@ of the null space of the scaled constraint Jacobian and u0 a particular solution
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
+from ..threads import one_blas_thread
+from .boundary import INADMISSIBLE
 from .problem import Objective
 
 #: the complex step: derivatives of analytic expressions exact to round-off
@@ -145,3 +149,109 @@ class Reparametrized(Objective):
     def tangent(self) -> np.ndarray:
         """The directions theta may move in, in scaled parameters (theta / D)."""
         return self.basis
+
+
+#: an inequality within this (scaled) distance of its bound counts as active
+ACTIVE_TOL = 1e-7
+#: the largest KKT remainder (scaled gradient of -logl / N) of a converged constrained fit
+KKT_TOL = 1e-6
+
+
+class ActiveSet:
+    """What inference needs of a constrained maximum: ``tangent``, an orthonormal basis
+    (in theta / scales) of the directions that keep the equalities and the active
+    inequalities, and ``rank``, the number of independent equalities (the parameters
+    they take away; inactive or active inequalities take none, as in lavaan)."""
+
+    def __init__(self, constraints: ConstraintSet, theta, scales):
+        jh, jg, _ = constraints.jacobians(theta)
+        g = constraints.values(theta)[1]
+        active = jg[np.abs(g) <= ACTIVE_TOL * (1.0 + np.abs(g))] if g.size else jg
+        self.rank = _rank(jh * scales)
+        rows = np.vstack([jh, active]) * scales
+        self.tangent = _null_space(rows) if rows.size else np.eye(theta.size)
+
+
+def _rank(rows) -> int:
+    if rows.size == 0:
+        return 0
+    sv = np.linalg.svd(rows, compute_uv=False)
+    return int(np.sum(sv > max(rows.shape) * np.finfo(float).eps * sv[0] * 1e3))
+
+
+def _null_space(rows):
+    _, sv, vt = np.linalg.svd(rows)
+    rank = int(np.sum(sv > max(rows.shape) * np.finfo(float).eps * sv[0] * 1e3)) if sv.size else 0
+    return vt[rank:].T
+
+
+def kkt_remainder(constraints: ConstraintSet, theta, gradient, scales) -> float:
+    """How far the scaled gradient of f = -logl / N is from the span of the equality
+    and active inequality gradients, with non-negative weights on the inequalities
+    (lstsq weights; a clearly negative one: the whole gradient, no maximum)."""
+    jh, jg, _ = constraints.jacobians(theta)
+    g = constraints.values(theta)[1]
+    on = np.abs(g) <= ACTIVE_TOL * (1.0 + np.abs(g)) if g.size else np.zeros(0, bool)
+    rows = np.vstack([jh, jg[on]]) * scales
+    grad = gradient * scales
+    if rows.size == 0:
+        return float(np.max(np.abs(grad)))
+    weights, *_ = np.linalg.lstsq(rows.T, grad, rcond=1e-10)
+    # f is minimized with g >= 0: at a minimum grad f = sum w_j grad g_j with w_j >= 0
+    if np.any(weights[jh.shape[0]:] < -1e-6 * max(1.0, np.max(np.abs(weights)))):
+        return float(np.max(np.abs(grad)))
+    return float(np.max(np.abs(grad - rows.T @ weights)))
+
+
+def fit_constrained(problem, constraints: ConstraintSet, theta0, maxiter: int = 1000,
+                    restarts: int = 3):
+    """Minimize -logl / N under the equalities and inequalities by SLSQP (sequential
+    quadratic programming with the constraints' exact Jacobians), in the scaled
+    parameters; restarted from where it stopped while the KKT remainder is above
+    :data:`KKT_TOL` / 100 (a fresh quasi-Newton matrix finishes what a stalled line search
+    left). Returns (theta, f, kkt, iterations, message, violation)."""
+    from scipy.optimize import minimize
+
+    scales = np.asarray(problem.scales, dtype=float)
+    n = float(problem.data.n_obs)
+
+    def f_and_grad(u):
+        value, g = problem.loglik_and_gradient(scales * u, guard=False)
+        if g is None:
+            return INADMISSIBLE, np.zeros_like(u)
+        return -value / n, -g * scales / n
+
+    def equalities(u):
+        return constraints.values(scales * u)[0]
+
+    def inequalities(u):
+        return constraints.values(scales * u)[1]
+
+    def eq_jac(u):
+        return constraints.jacobians(scales * u)[0] * scales
+
+    def ineq_jac(u):
+        return constraints.jacobians(scales * u)[1] * scales
+
+    spec = []
+    if constraints.equalities:
+        spec.append({"type": "eq", "fun": equalities, "jac": eq_jac})
+    if constraints.inequalities:
+        spec.append({"type": "ineq", "fun": inequalities, "jac": ineq_jac})
+    u = np.asarray(theta0, dtype=float) / scales
+    iterations, message = 0, ""
+    with one_blas_thread(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(restarts + 1):
+            result = minimize(f_and_grad, u, jac=True, method="SLSQP", constraints=spec,
+                              options={"maxiter": max(maxiter - iterations, 1), "ftol": 1e-15})
+            iterations += int(result.nit)
+            u = np.asarray(result.x, dtype=float)
+            message = str(result.message)
+            value, g = f_and_grad(u)
+            kkt = kkt_remainder(constraints, scales * u, g / scales, scales)
+            if kkt <= KKT_TOL / 100 or iterations >= maxiter:
+                break
+    h, ineq, _ = constraints.values(scales * u)
+    violation = max(np.max(np.abs(h), initial=0.0), -np.min(ineq, initial=0.0))
+    return scales * u, value, kkt, iterations, message, float(violation)

@@ -190,3 +190,13 @@ def test_lavaans_nonlinear_solution_leaves_its_constraint(demo):
     theirs[l3] = theirs[l2] ** 2
     on_constraint = ours.problem.loglik(theirs) - ours.problem.covariate_loglik
     assert on_constraint < ours.loglik < ref["logl"]
+
+
+def test_lrt_of_the_constraints(linear, demo):
+    """The likelihood-ratio test of the equalities: df = their number, statistic twice
+    the log-likelihood given up."""
+    free = fit(BASE, demo)
+    table = mlmiss.lrt(free, linear)
+    assert list(table["df"]) == [10, 12]
+    assert table["df_diff"].iloc[1] == 2
+    assert table["chisq_diff"].iloc[1] == pytest.approx(2 * (free.loglik - linear.loglik), rel=1e-6)

@@ -9,9 +9,10 @@ for, and the fixed moments of the covariates with ``fixed_x``.
 Reads only what a :class:`mlmiss.Fit` answers (``loglik``, ``npar``, ``nobs``,
 ``nclusters``, ``converged``, ``iterations``, ``message``, ``optimizer``, ``data``,
 ``partable``, ``cluster``, ``options``, ``se``, ``fit_measures()``,
-``parameter_estimates()``, ``inspect("r2")``, ``h1()``, ``baseline()``) and imports no
-other part of the package, so the result object can offer ``summary()`` without
-importing anything above it. A stand-in with fewer of these attributes works too.
+``parameter_estimates()``, ``inspect("r2")``, ``h1()``, ``baseline()``) and imports
+nothing above the inference layer (the constraint operators' names, the Wald columns),
+so the result object can offer ``summary()`` without importing anything above it. A stand-in with
+fewer of these attributes works too.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 
+from .inference.wald import add_wald_columns
 from .model.constraints import CONSTRAINT_OPS
 from .version import __version__
 
@@ -402,12 +405,9 @@ def _estimates(fit, standardized: bool):
                 out[column] = np.nan
     if np.isfinite(out["se"]).any() and not np.isfinite(out["z"]).any():
         # standard errors without tests: the Wald z and its two-sided normal p-value
-        from scipy.stats import norm
-
-        with np.errstate(divide="ignore", invalid="ignore"):
-            z = np.where((out["free"] > 0) & (out["se"] > 0), out["est"] / out["se"], np.nan)
-        out["z"] = z
-        out["pvalue"] = 2.0 * norm.sf(np.abs(z))
+        tests = pd.DataFrame(index=out.index)
+        add_wald_columns(tests, out["est"], out["se"], 0.95, testable=out["free"] > 0)
+        out["z"], out["pvalue"] = tests["z"], tests["pvalue"]
     # lavaan's "unused" rows: intercepts it added itself and kept at zero
     unused = (out["op"] == "~1") & (out["user"] == 0) & (out["free"] == 0) & (out["est"] == 0)
     return out[~unused].reset_index(drop=True)

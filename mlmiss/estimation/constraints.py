@@ -109,10 +109,7 @@ class Reparametrized(Objective):
         scales = np.asarray(problem.scales, dtype=float)
         self.d = scales
         ju = jac * scales[None, :]
-        _, sv, vt = np.linalg.svd(ju)
-        tol = max(ju.shape) * np.finfo(float).eps * (sv[0] if sv.size else 0.0)
-        self.rank = int(np.sum(sv > tol))
-        self.basis = vt[self.rank:].T                      # K, orthonormal, scaled units
+        self.rank, self.basis = rank_and_null_space(ju)   # K, orthonormal, scaled units
         self.u0 = np.linalg.lstsq(ju, -c, rcond=None)[0]
         if np.linalg.norm(ju @ self.u0 + c) > 1e-8 * (1.0 + np.linalg.norm(c)):
             raise ValueError("the equality constraints contradict each other: no parameter "
@@ -165,24 +162,24 @@ class ActiveSet:
 
     def __init__(self, constraints: ConstraintSet, theta, scales):
         jh, jg, _ = constraints.jacobians(theta)
-        g = constraints.values(theta)[1]
-        active = jg[np.abs(g) <= ACTIVE_TOL * (1.0 + np.abs(g))] if g.size else jg
-        self.rank = _rank(jh * scales)
-        rows = np.vstack([jh, active]) * scales
-        self.tangent = _null_space(rows) if rows.size else np.eye(theta.size)
+        active = jg[_active(constraints.values(theta)[1])]
+        self.rank = rank_and_null_space(jh * scales)[0]
+        self.tangent = rank_and_null_space(np.vstack([jh, active]) * scales)[1]
 
 
-def _rank(rows) -> int:
+def _active(g) -> np.ndarray:
+    """Which inequalities (g >= 0) are at their bound."""
+    return np.abs(g) <= ACTIVE_TOL * (1.0 + np.abs(g))
+
+
+def rank_and_null_space(rows):
+    """(rank, orthonormal basis of the null space) of a constraint Jacobian, singular
+    values counted above round-off (with a margin of 1e3)."""
     if rows.size == 0:
-        return 0
-    sv = np.linalg.svd(rows, compute_uv=False)
-    return int(np.sum(sv > max(rows.shape) * np.finfo(float).eps * sv[0] * 1e3))
-
-
-def _null_space(rows):
+        return 0, np.eye(rows.shape[1])
     _, sv, vt = np.linalg.svd(rows)
-    rank = int(np.sum(sv > max(rows.shape) * np.finfo(float).eps * sv[0] * 1e3)) if sv.size else 0
-    return vt[rank:].T
+    rank = int(np.sum(sv > max(rows.shape) * np.finfo(float).eps * sv[0] * 1e3))
+    return rank, vt[rank:].T
 
 
 def kkt_remainder(constraints: ConstraintSet, theta, gradient, scales) -> float:
@@ -190,9 +187,7 @@ def kkt_remainder(constraints: ConstraintSet, theta, gradient, scales) -> float:
     and active inequality gradients, with non-negative weights on the inequalities
     (lstsq weights; a clearly negative one: the whole gradient, no maximum)."""
     jh, jg, _ = constraints.jacobians(theta)
-    g = constraints.values(theta)[1]
-    on = np.abs(g) <= ACTIVE_TOL * (1.0 + np.abs(g)) if g.size else np.zeros(0, bool)
-    rows = np.vstack([jh, jg[on]]) * scales
+    rows = np.vstack([jh, jg[_active(constraints.values(theta)[1])]]) * scales
     grad = gradient * scales
     if rows.size == 0:
         return float(np.max(np.abs(grad)))
@@ -227,11 +222,21 @@ def fit_constrained(problem, constraints: ConstraintSet, theta0, maxiter: int = 
     def inequalities(u):
         return constraints.values(scales * u)[1]
 
+    last = {}
+
+    def jacobians(u):
+        # SLSQP asks for both Jacobians at each point: the complex steps run once
+        key = u.tobytes()
+        if key not in last:
+            last.clear()
+            last[key] = [j * scales for j in constraints.jacobians(scales * u)[:2]]
+        return last[key]
+
     def eq_jac(u):
-        return constraints.jacobians(scales * u)[0] * scales
+        return jacobians(u)[0]
 
     def ineq_jac(u):
-        return constraints.jacobians(scales * u)[1] * scales
+        return jacobians(u)[1]
 
     spec = []
     if constraints.equalities:

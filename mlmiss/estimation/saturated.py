@@ -62,6 +62,14 @@ def saturated_start(partable, data) -> np.ndarray:
 H1_METHODS = ("direct", "em")
 
 
+def saturated_problem(data, between_mask) -> Problem:
+    """The unrestricted model as a model from :func:`saturated_syntax` (lavaan's h1
+    parameters: per level the means and covariances of its variables) on ``data``."""
+    both = [n for n, b in zip(data.y_names, between_mask) if b]
+    return Problem(parameter_table(saturated_syntax(list(data.y_names),
+                                                    both + list(data.z_names))), data)
+
+
 def fit_saturated(problem, method: str = "direct") -> ReferenceFit:
     """Fit the unrestricted model to ``problem``'s data (same variables, same rows).
 
@@ -81,10 +89,8 @@ def fit_saturated(problem, method: str = "direct") -> ReferenceFit:
                             label="h1 model")
     if estimate.converged:
         return ReferenceFit(direct, estimate, problem.covariate_loglik)
-    both = [n for n, b in zip(data.y_names, between) if b]
-    partable = parameter_table(saturated_syntax(list(data.y_names), both + list(data.z_names)))
-    fallback = Problem(partable, data)
-    estimate = optimize(fallback, saturated_start(partable, data), "trust-exact",
+    fallback = saturated_problem(data, between)
+    estimate = optimize(fallback, saturated_start(fallback.partable, data), "trust-exact",
                         label="h1 model")
     return ReferenceFit(fallback, estimate, problem.covariate_loglik)
 

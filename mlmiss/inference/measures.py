@@ -374,11 +374,11 @@ def fit_measures(fit, scaled=None) -> dict:
     }
     result = {k: out[k] for k in MEASURES}
     if scaled is not None:
-        result.update(_scaled_measures({**result, "gfi_p": p}, *scaled))
+        result.update(_scaled_measures(result, p, *scaled))
     return result
 
 
-def _scaled_measures(m, model, baseline) -> dict:
+def _scaled_measures(m, p, model, baseline) -> dict:
     """The MLR measures (module doc) from the standard ones and the scaling factors."""
     x2, df, n = m["chisq"], m["df"], float(m["ntotal"])
     b2, bdf = m["baseline_chisq"], m["baseline_df"]
@@ -399,7 +399,6 @@ def _scaled_measures(m, model, baseline) -> dict:
     out["rmsea_ci_lower_robust"], out["rmsea_ci_upper_robust"] = _rmsea_interval(x2s, df, n, c=c)
     out["rmsea_pvalue_scaled"], out["rmsea_notclose_pvalue_scaled"] = _rmsea_tests(x2, c * df, n)
     out["rmsea_pvalue_robust"], out["rmsea_notclose_pvalue_robust"] = _rmsea_tests(x2s, df, n, c)
-    p = m["gfi_p"]
     out["gfi_robust"] = _gfi(x2, df, n, p, c)
     out["gfi_ci_lower_robust"], out["gfi_ci_upper_robust"] = _gfi_interval(x2s, df, n, p, c=c)
     return {k: out[k] for k in SCALED_MEASURES}

@@ -27,8 +27,7 @@ import numpy as np
 
 from ..errors import InformationWarning
 from ..estimation.problem import Problem
-from ..estimation.saturated import saturated_syntax
-from ..model.partable import parameter_table
+from ..estimation.saturated import saturated_problem
 from ..model.ram import flatten_moments
 from ..threads import one_blas_thread
 from .vcov import observed_information
@@ -125,14 +124,6 @@ def reference_trace(objective, theta, skip=None) -> float:
         return _trace(np.linalg.inv(info), meat)
 
 
-def h1_problem(data, between_mask) -> Problem:
-    """The unrestricted model in lavaan's h1 parameters (per level the means and
-    covariances of its variables) as a problem on ``data``."""
-    both = [n for n, b in zip(data.y_names, between_mask) if b]
-    table = parameter_table(saturated_syntax(list(data.y_names), both + list(data.z_names)))
-    return Problem(table, data)
-
-
 def h1_theta(problem: Problem, moments) -> np.ndarray:
     """The h1 parameters that give these moments (the map is linear and one-to-one)."""
     model = problem.model
@@ -173,7 +164,7 @@ class ScaledTest:
 
 def h1_trace(data, between_mask, moments, covariates) -> tuple[float, int]:
     """(tr(A1^-1 B1), the number of h1 parameters it runs over) at the h1 moments."""
-    problem = h1_problem(data, between_mask)
+    problem = saturated_problem(data, between_mask)
     theta = h1_theta(problem, moments)
     skip = free_covariate_parameters(problem.partable, covariates)
     return reference_trace(problem, theta, skip), int(problem.npar - skip.sum())

@@ -88,17 +88,24 @@ def pattern_stages(data, moments):
                   s_logdet, s_inv_h)
 
 
+def _cluster_stage(data, moments, st, each) -> float:
+    """Stage 3 (:func:`.clusters.cluster_terms`) after stages 1-2 ``st``: the clusters'
+    summed term, also per cluster into ``each`` unless it is empty; nan where some V_j
+    is not positive definite."""
+    l1, l2 = data.level1, data.level2
+    return cluster_terms(moments.mu_z, data.z, l2.cluster_pattern, st.zinv, st.zlogdet, st.h,
+                         st.s_bz, st.r_bz, st.rank_bz, st.s_inv, st.s_logdet, st.s_inv_h,
+                         l1.cluster_pair_ptr, l1.pair_pattern, l1.pair_freq, l1.pair_sum,
+                         st.wb, st.wbb, st.wmub, each)
+
+
 def loglik(data, moments) -> float:
     """The log-likelihood (lavaan's logl); -inf where the moments are not admissible."""
     data.check_moments(moments)
-    l1, l2 = data.level1, data.level2
     st = pattern_stages(data, moments)
     if st is None:
         return -np.inf
-    between = cluster_terms(moments.mu_z, data.z, l2.cluster_pattern, st.zinv, st.zlogdet, st.h,
-                            st.s_bz, st.r_bz, st.rank_bz, st.s_inv, st.s_logdet, st.s_inv_h,
-                            l1.cluster_pair_ptr, l1.pair_pattern, l1.pair_freq, l1.pair_sum,
-                            st.wb, st.wbb, st.wmub, _NO_CLUSTERS)
+    between = _cluster_stage(data, moments, st, _NO_CLUSTERS)
     if np.isnan(between):
         return -np.inf
     return float(-0.5 * (data.n_observed_values * LOG_2PI + st.within + between))
@@ -114,18 +121,15 @@ def cluster_logliks(data, moments):
     stage 1 sums per pattern), plus its cluster stage term, plus the 2 pi constant of
     its observed values."""
     data.check_moments(moments)
-    l1, l2 = data.level1, data.level2
     st = pattern_stages(data, moments)
     if st is None:
         return None
     each = np.empty(data.n_clusters)
-    between = cluster_terms(moments.mu_z, data.z, l2.cluster_pattern, st.zinv, st.zlogdet, st.h,
-                            st.s_bz, st.r_bz, st.rank_bz, st.s_inv, st.s_logdet, st.s_inv_h,
-                            l1.cluster_pair_ptr, l1.pair_pattern, l1.pair_freq, l1.pair_sum,
-                            st.wb, st.wbb, st.wmub, each)
+    between = _cluster_stage(data, moments, st, each)
     if np.isnan(between):
         return None
     within = np.empty(data.n_obs)
+    l1 = data.level1
     if not row_within_terms(moments.sigma_w, moments.mu_y, data.y, l1.row_pattern, l1.observed,
                             within):
         return None

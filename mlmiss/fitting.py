@@ -42,7 +42,8 @@ def sem(model: str, data, cluster: str | None = None, fixed_x: bool = True, star
     optimizer : "auto" (default: scipy's Krylov trust region with Hessian-vector products
         from the analytic gradient, and the full-Hessian trust region when that does not
         reach a stationary point), "trust-exact", "L-BFGS-B" or "em" (the EM algorithm,
-        :mod:`mlmiss.estimation.em`).
+        :mod:`mlmiss.estimation.em`; with ``==``, ``<`` or ``>`` constraints, Bentler et
+        al.'s (2011) EM with an augmented Lagrangian, :mod:`mlmiss.estimation.em.constrained`).
     em_iter_max, em_fx_tol, em_dx_tol, em_accel : with ``optimizer="em"``: the
         iteration cap, the change of -logl/N and the largest (scaled) gradient element
         to stop at, and the acceleration ("squarem" or None for plain EM).
@@ -116,6 +117,9 @@ def sem(model: str, data, cluster: str | None = None, fixed_x: bool = True, star
     if isinstance(restriction, Reparametrized):
         estimate = _restricted_fit(restriction, theta0, optimizer, maxiter, gtol, max_seconds,
                                    verbose, em)
+    elif restriction is not None and optimizer == "em":
+        estimate, restriction = _constrained_em(problem, restriction, theta0, max_seconds,
+                                                verbose, em)
     elif restriction is not None:
         estimate, restriction = _constrained_fit(problem, restriction, theta0, maxiter)
     else:
@@ -188,9 +192,8 @@ def _restriction(problem, theta0, optimizer):
     constraints = ConstraintSet(problem.partable)
     if not constraints:
         return None
-    if optimizer == "em":
-        raise ModelError("optimizer='em' with constraints is not available yet; use the "
-                         "default optimizer")
+    if optimizer == "em":   # Bentler et al. (2011): every constraint by the Lagrangian
+        return constraints
     if constraints.inequalities or not constraints.linear_equalities(theta0):
         return constraints
     try:
@@ -228,6 +231,23 @@ def _constrained_fit(problem, constraints, theta0, maxiter):
     estimate = Estimate(theta, -f * n, converged, iterations, note, "slsqp",
                         time.perf_counter() - began, kkt)
     return estimate, ActiveSet(constraints, theta, np.asarray(problem.scales, dtype=float))
+
+
+def _constrained_em(problem, constraints, theta0, max_seconds, verbose, em):
+    """Any constraints with ``optimizer="em"``: Bentler et al. (2011)'s augmented
+    Lagrangian EM (:mod:`mlmiss.estimation.em.constrained`). Returns the estimate and
+    the :class:`ActiveSet` of the solution."""
+    from .estimation.em.constrained import fit_em_constrained
+
+    began = time.perf_counter()
+    result = fit_em_constrained(problem, constraints, theta0, em_iter_max=em["em_iter_max"],
+                                em_dx_tol=em["em_dx_tol"], max_seconds=max_seconds,
+                                verbose=verbose, label="user model")
+    estimate = Estimate(result.theta, result.loglik, result.converged, result.iterations,
+                        result.message, "em (augmented Lagrangian)",
+                        time.perf_counter() - began, result.kkt, e_steps=result.e_steps)
+    scales = np.asarray(problem.scales, dtype=float)
+    return estimate, ActiveSet(constraints, result.theta, scales)
 
 
 #: lavaan's names for full-information ML

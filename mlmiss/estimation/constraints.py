@@ -68,19 +68,49 @@ class ConstraintSet:
         defined parameters."""
         return self._evaluate(np.asarray(theta, dtype=float))
 
-    def jacobians(self, theta):
-        """(dh/dtheta, dg/dtheta, d defined/dtheta), each (rows, npar), by complex steps."""
+    def jacobians(self, theta, columns=None):
+        """(dh/dtheta, dg/dtheta, d defined/dtheta), each (rows, npar), by complex steps;
+        with ``columns``, only those columns are computed (the others are zero)."""
         theta = np.asarray(theta, dtype=float)
         n = theta.size
         eq, ineq, defined = (np.zeros((len(self.equalities), n)), np.zeros((len(self.inequalities), n)),
                              np.zeros((len(self.defined), n)))
-        for i in range(n):
+        for i in range(n) if columns is None else columns:
             step = theta.astype(complex)
             step[i] += 1j * COMPLEX_STEP
             h, g, d = self._evaluate(step)
             eq[:, i], ineq[:, i], defined[:, i] = (h.imag / COMPLEX_STEP, g.imag / COMPLEX_STEP,
                                                    d.imag / COMPLEX_STEP)
         return eq, ineq, defined
+
+    def involved(self, theta) -> np.ndarray:
+        """The parameters the equalities and inequalities depend on (a nonzero Jacobian
+        column at theta or at a distant point)."""
+        theta = np.asarray(theta, dtype=float)
+        other = theta + np.random.default_rng(1).normal(size=theta.size) * (1.0 + np.abs(theta))
+        used = np.zeros(theta.size, dtype=bool)
+        for point in (theta, other):
+            jh, jg, _ = self.jacobians(point)
+            used |= np.any(jh != 0.0, axis=0) | np.any(jg != 0.0, axis=0)
+        return np.flatnonzero(used)
+
+    def hessians(self, theta, columns, step: float = 1e-5):
+        """Second derivatives (rows, npar, npar) of the equalities and of the
+        inequalities, by central differences of their exact Jacobians over ``columns``
+        (the parameters they involve; every other entry is zero)."""
+        theta = np.asarray(theta, dtype=float)
+        n = theta.size
+        hh = np.zeros((len(self.equalities), n, n))
+        hg = np.zeros((len(self.inequalities), n, n))
+        for k in columns:
+            delta = step * (1.0 + abs(theta[k]))
+            up, down = theta.copy(), theta.copy()
+            up[k] += delta
+            down[k] -= delta
+            (h1, g1, _), (h0, g0, _) = self.jacobians(up, columns), self.jacobians(down, columns)
+            hh[:, :, k] = (h1 - h0) / (2.0 * delta)
+            hg[:, :, k] = (g1 - g0) / (2.0 * delta)
+        return 0.5 * (hh + hh.transpose(0, 2, 1)), 0.5 * (hg + hg.transpose(0, 2, 1))
 
     def linear_equalities(self, theta) -> bool:
         """Whether the equalities are linear in theta: their Jacobian is the same at theta

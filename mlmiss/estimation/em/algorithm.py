@@ -69,8 +69,9 @@ class EMSteps:
         self.hess_inv = None
         self.work = None   # the E-step's arrays, reused
 
-    def __call__(self, u, gtol=1e-10):
-        theta = self.scales * u
+    def expected(self, theta):
+        """The E-step at theta: the expected sufficient statistics, or None where the
+        model is not admissible there."""
         try:
             self.work = Workspace.reuse(self.work, self.problem.data,
                                         self.complete.r_index.size)
@@ -79,6 +80,12 @@ class EMSteps:
         except (np.linalg.LinAlgError, EStepError):
             return None
         self.e_steps += 1
+        return stats
+
+    def __call__(self, u, gtol=1e-10):
+        stats = self.expected(self.scales * u)
+        if stats is None:
+            return None
         n = float(self.problem.data.n_obs)
         scales = self.scales
 

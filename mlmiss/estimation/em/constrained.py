@@ -1,0 +1,187 @@
+"""EM under equality and inequality constraints: Bentler, Liang, Tang and Yuan (2011).
+
+Their algorithm (Section 3, eqs. 6-9, 13, 19-22) is an augmented Lagrangian around one
+EM-gradient step. At iteration j, with multipliers xi_j and penalty c_j:
+
+* E-step at theta_j: the expected sufficient statistics, hence Q(. | theta_j);
+* M_j(theta) = -Q(theta | theta_j) / N + xi_j' h(theta) + c_j sum phi(h_i(theta)) with
+  phi(t) = t^2 / 2 (eqs. 6-7; we divide Q by N, the scale our optimizers use);
+* one Newton-type step Delta = -H_j^-1 grad M_j (eq. 22) with H_j the complete-data
+  information plus the constraints' curvature, sum (xi_i + c h_i) h_i'' + c h_i' h_i'^T
+  (eqs. 19-21), halved (rho = 1, 1/2, 1/4, ...) until M_j does not increase (eqs. 8-9);
+* c_{j+1} = 1.5 c_j and xi_{j+1} = xi_j + c_{j+1} h(theta_{j+1}) (Step 3).
+
+The paper covers equalities h(theta) = 0. Inequalities g(theta) >= 0 enter the same way
+through the usual augmented-Lagrangian term for them (Rockafellar's),
+(max(0, mu - c g)^2 - mu^2) / (2 c), with mu <- max(0, mu - c g): zero while an
+inequality is slack, the equality penalty while it binds.
+
+The paper stops when successive iterates differ by less than 1e-6 (RMSE). An EM step is
+short where EM is slow, so that rule can stop far from the maximum; we stop, as the
+unconstrained EM does, when the maximum is reached: the KKT remainder (the gradient of
+the observed-data -logl/N off the span of the active constraints' gradients,
+:func:`mlmiss.estimation.constraints.kkt_remainder`) below ``em_dx_tol`` and the
+constraints met to :data:`FEASIBLE`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import NamedTuple
+
+import numpy as np
+
+from ...progress import progress_bar
+from ...threads import one_blas_thread
+from ..constraints import kkt_remainder
+from .algorithm import EMSteps, _inverse_if_positive_definite
+
+#: Bentler et al.'s choices: xi_1 = (1, ..., 1), c_1 = 1, c_{j+1} = 1.5 c_j
+MULTIPLIER_START = 1.0
+PENALTY_START = 1.0
+PENALTY_GROWTH = 1.5
+#: the penalty stops growing here: beyond it H_j's condition number costs digits of
+#: the step, and the multipliers already carry the constraints
+PENALTY_MAX = 1e8
+#: a converged fit meets every constraint to this
+FEASIBLE = 1e-9
+#: the step halving gives up after this many halvings (a step of 2^-40)
+HALVINGS = 40
+
+
+class ConstrainedEMResult(NamedTuple):
+    theta: np.ndarray
+    loglik: float
+    converged: bool
+    iterations: int
+    e_steps: int
+    message: str
+    kkt: float
+    violation: float
+
+
+class _Lagrangian:
+    """M_j of one iteration: -Q(. | theta_j)/N plus the constraint terms, with the
+    multipliers and penalty of that iteration."""
+
+    def __init__(self, complete, stats, constraints, xi, mu, c, n):
+        self.complete, self.stats, self.constraints = complete, stats, constraints
+        self.xi, self.mu, self.c, self.n = xi, mu, c, n
+
+    def value(self, theta) -> float:
+        q, g = self.complete.q_and_gradient(theta, self.stats)
+        if g is None:
+            return np.inf
+        h, ineq, _ = self.constraints.values(theta)
+        slack = np.maximum(0.0, self.mu - self.c * ineq)
+        return float(-q / self.n + self.xi @ h + 0.5 * self.c * (h @ h)
+                     + (slack @ slack - self.mu @ self.mu) / (2.0 * self.c))
+
+    def newton_step(self, theta, scales, columns):
+        """Delta (in u = theta / scales) = -H^-1 grad M_j at theta, or None where Q is
+        not defined; H as eq. (19), or without the constraints' second derivatives
+        (always positive definite) where it is not positive definite."""
+        q, g = self.complete.q_and_gradient(theta, self.stats)
+        info = self.complete.information(theta, self.stats)
+        if g is None or info is None:
+            return None
+        h, ineq, _ = self.constraints.values(theta)
+        jh, jg, _ = self.constraints.jacobians(theta)
+        hh, hg = self.constraints.hessians(theta, columns)
+        weight_h = self.xi + self.c * h                       # phi'(h) weighted
+        slack = np.maximum(0.0, self.mu - self.c * ineq)      # > 0: the inequality binds
+        binding = slack > 0.0
+        grad = -g / self.n + jh.T @ weight_h - jg.T @ slack
+        outer = self.c * (jh.T @ jh + jg[binding].T @ jg[binding])
+        curvature = (np.tensordot(weight_h, hh, axes=1)
+                     - np.tensordot(slack, hg, axes=1))
+        gu = scales * grad
+        for second in (curvature, 0.0):
+            matrix = scales[:, None] * (info / self.n + outer + second) * scales
+            inverse = _inverse_if_positive_definite(matrix)
+            if inverse is not None:
+                return -(inverse @ gu)
+        return -gu
+
+
+def fit_em_constrained(problem, constraints, theta0, em_iter_max: int = 10000,
+                       em_dx_tol: float = 1e-7, max_seconds: float | None = None,
+                       verbose: bool | None = None, label: str = "fit",
+                       multiplier_start: float = MULTIPLIER_START,
+                       penalty_start: float = PENALTY_START,
+                       penalty_growth: float = PENALTY_GROWTH) -> ConstrainedEMResult:
+    """Maximize the log-likelihood under ``constraints`` (a
+    :class:`mlmiss.estimation.constraints.ConstraintSet`) by Bentler et al.'s
+    augmented-Lagrangian EM from theta0 (admissible; it need not meet the constraints)."""
+    step = EMSteps(problem)
+    complete, scales = step.complete, step.scales
+    n = float(problem.data.n_obs)
+    theta = np.asarray(theta0, dtype=float).copy()
+    columns = constraints.involved(theta)
+    h, ineq, _ = constraints.values(theta)
+    xi = np.full(h.size, float(multiplier_start))
+    mu = np.zeros(ineq.size)
+    c = float(penalty_start)
+    began = time.perf_counter()
+    bar = progress_bar(f"{label} (EM, constrained)", verbose)
+    iterations, message, kkt, violation = 0, "", np.inf, np.inf
+    with one_blas_thread():
+        while True:
+            value, grad = problem.f_and_grad(theta)
+            if not np.isfinite(value) or value >= 1e19:
+                message = "left the admissible region"
+                break
+            kkt = kkt_remainder(constraints, theta, grad, scales)
+            violation = _violation(constraints, theta)
+            if kkt <= em_dx_tol and violation <= FEASIBLE:
+                message = "converged"
+                break
+            if iterations >= em_iter_max:
+                message = f"stopped at em_iter_max = {em_iter_max}"
+                break
+            if max_seconds is not None and time.perf_counter() - began > max_seconds:
+                message = f"stopped at the time limit of {max_seconds:g} s"
+                break
+            stats = step.expected(theta)
+            if stats is None:
+                message = "the E-step failed (a covariance matrix not positive definite)"
+                break
+            lagrangian = _Lagrangian(complete, stats, constraints, xi, mu, c, n)
+            delta = lagrangian.newton_step(theta, scales, columns)
+            if delta is None:
+                message = "Q is not defined at the current point"
+                break
+            theta = _halved(lagrangian, theta, scales * delta)
+            c = min(c * penalty_growth, PENALTY_MAX)
+            h, ineq, _ = constraints.values(theta)
+            xi = xi + c * h
+            mu = np.maximum(0.0, mu - c * ineq)
+            iterations += 1
+            bar.update()
+            bar.set_postfix_str(f"-logl/N {value:.10g}, KKT {kkt:.1e}", refresh=False)
+    bar.close()
+    value, _ = problem.f_and_grad(theta)
+    converged = message == "converged"
+    return ConstrainedEMResult(
+        theta, -value * n, converged, iterations, step.e_steps,
+        f"EM with an augmented Lagrangian (Bentler et al. 2011) {message} after "
+        f"{step.e_steps} E-steps; KKT remainder {kkt:.1e}, largest constraint violation "
+        f"{violation:.1e}", float(kkt), float(violation))
+
+
+def _halved(lagrangian, theta, delta):
+    """theta + rho delta with the first rho in 1, 1/2, 1/4, ... that does not increase
+    M_j (eq. 9); theta itself when none does."""
+    start = lagrangian.value(theta)
+    rho = 1.0
+    for _ in range(HALVINGS):
+        trial = theta + rho * delta
+        if lagrangian.value(trial) <= start:
+            return trial
+        rho *= 0.5
+    return theta
+
+
+def _violation(constraints, theta) -> float:
+    h, ineq, _ = constraints.values(theta)
+    return float(max(np.max(np.abs(h), initial=0.0), -np.min(ineq, initial=0.0)))

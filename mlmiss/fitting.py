@@ -192,15 +192,15 @@ def _restriction(problem, theta0, optimizer):
     constraints = ConstraintSet(problem.partable)
     if not constraints:
         return None
-    if optimizer == "em":   # Bentler et al. (2011): every constraint by the Lagrangian
-        return constraints
     if constraints.inequalities or not constraints.linear_equalities(theta0):
         return constraints
     try:
-        return Reparametrized(problem, constraints, theta0)
+        restriction = Reparametrized(problem, constraints, theta0)
     except ValueError as exc:
         raise ModelError(f"{exc}: " + "; ".join(f"line {c.line}: '{c}'"
                                                 for c in constraints.equalities)) from None
+    # EM (Bentler et al. 2011) takes every constraint through its Lagrangian
+    return constraints if optimizer == "em" else restriction
 
 
 def _restricted_fit(restriction, theta0, optimizer, maxiter, gtol, max_seconds, verbose, em):

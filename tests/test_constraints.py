@@ -118,8 +118,8 @@ def test_defined_parameters_by_the_delta_method(linear):
 def test_constraints_that_cannot_be_met_are_named(demo):
     with pytest.raises(ModelError, match="contradict"):
         fit(BASE + "l2 == m2\nl2 == m2 + 1\n", demo)
-    with pytest.raises(ModelError, match="optimizer='em'"):
-        fit(BASE + "l2 == m2\n", demo, optimizer="em")
+    with pytest.raises(ModelError, match="contradict"):
+        fit(BASE + "l2 == m2\nl2 == m2 + 1\n", demo, optimizer="em")
 
 
 def test_defined_parameters_alone_leave_the_fit_unchanged(demo):

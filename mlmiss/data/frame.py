@@ -49,16 +49,22 @@ def _numeric_block(df: pd.DataFrame, names: Sequence[str]) -> np.ndarray:
     return out
 
 
-def cluster_range(values: np.ndarray, cluster: np.ndarray, n_clusters: int):
-    """Per cluster: (min, max) over observed values, NaN where all are missing."""
-    lo = np.full(n_clusters, np.inf)
-    hi = np.full(n_clusters, -np.inf)
-    ok = ~np.isnan(values)
-    np.minimum.at(lo, cluster[ok], values[ok])
-    np.maximum.at(hi, cluster[ok], values[ok])
-    seen = np.isfinite(lo)
-    lo[~seen] = np.nan
-    hi[~seen] = np.nan
+def cluster_range(values: np.ndarray, cluster: np.ndarray, n_clusters: int, order=None):
+    """Per cluster: (min, max) over observed values, NaN where all are missing.
+    ``order``: the rows sorted by cluster (stable), when the caller has it already."""
+    if order is None:
+        order = np.argsort(cluster, kind="stable")
+    sorted_cluster = cluster[order]
+    starts = np.searchsorted(sorted_cluster, np.arange(n_clusters))
+    lo = np.full(n_clusters, np.nan)
+    hi = np.full(n_clusters, np.nan)
+    present = np.zeros(n_clusters, dtype=bool)
+    present[sorted_cluster] = True
+    if values.size:
+        # fmin / fmax skip NaN: a cluster is NaN only when every value is missing
+        ordered = values[order]
+        lo[present] = np.fmin.reduceat(ordered, starts[present])
+        hi[present] = np.fmax.reduceat(ordered, starts[present])
     return lo, hi
 
 
@@ -137,8 +143,9 @@ class TwoLevelData:
 
         # between-only variables: one value per cluster, constant within it
         z = np.full((n_clusters, len(z_names)), np.nan)
+        by_cluster = np.argsort(codes, kind="stable")
         for k, name in enumerate(z_names):
-            lo, hi = cluster_range(z_rows[:, k], codes, n_clusters)
+            lo, hi = cluster_range(z_rows[:, k], codes, n_clusters, by_cluster)
             bad = np.flatnonzero(_varies(lo, hi))
             if bad.size:
                 raise DataError(

@@ -16,19 +16,22 @@ import importlib
 from .data import Moments, TwoLevelData
 from .errors import (ConvergenceWarning, DataError, DataWarning, InadmissibleMomentsError,
                      InformationWarning, ModelDataError, ModelError, ModelSyntaxError,
-                     ModelWarning, MomentsError, SingularMatrixError)
+                     ModelWarning, MomentsError, SimulationError, SingularMatrixError)
 from .fitting import sem
+from .inference.constraint_tests import score_test, wald_test
 from .inference.lrt import lrt
 from .likelihood import loglik_and_gradient, loglik_gradient
 from .methods import METHODS, loglik
 from .results import Fit
+from .simulation import monte_carlo, simulate
 from .version import __version__
 
-__all__ = ["sem", "lrt", "Fit", "TwoLevelData", "Moments", "loglik", "loglik_gradient",
-           "loglik_and_gradient", "METHODS", "ConvergenceWarning", "InformationWarning",
-           "DataWarning", "ModelWarning",
+__all__ = ["sem", "lrt", "score_test", "wald_test", "simulate", "monte_carlo", "Fit",
+           "TwoLevelData", "Moments", "loglik", "loglik_gradient", "loglik_and_gradient",
+           "METHODS", "ConvergenceWarning", "InformationWarning", "DataWarning", "ModelWarning",
            "DataError", "MomentsError", "SingularMatrixError", "InadmissibleMomentsError",
-           "ModelSyntaxError", "ModelError", "ModelDataError", "datasets", "__version__"]
+           "ModelSyntaxError", "ModelError", "ModelDataError", "SimulationError", "datasets",
+           "__version__"]
 
 
 def __getattr__(name):

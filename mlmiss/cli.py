@@ -11,6 +11,13 @@
     mlmiss table1 [--seed N] [--csv PATH] [--repeat-scale X]
         Table 1 of Rosseel (2021): every log-likelihood method on the paper-design data,
         checked against each other and timed beside the paper's R timings
+    mlmiss simulate MODEL_FILE --clusters J --sizes 4,6,8 [--seed N] [--mcar R]
+                    [--mcar-within R] [--mcar-between R] [--param LABEL=VALUE ...]
+                    --output DATA.csv
+        draw a data set from a model at its population values (mlmiss.simulate)
+    mlmiss montecarlo STUDY.toml [--workers N] [--replications R] [--no-progress]
+        run a Monte Carlo study described in a TOML file (mlmiss.simulation.study) and
+        write its tidy results, its summary and, with matplotlib, plots
 
 ``python3 -m mlmiss.cli ...`` works without installing the script.
 """
@@ -106,7 +113,88 @@ def _parser() -> argparse.ArgumentParser:
                             "mlmiss.datasets.paper_model_moments()")
     table.add_argument("--repeat-scale", type=float, default=1.0, metavar="X",
                        help="multiply every repetition count and time budget (default 1)")
+    _simulation_parsers(commands)
     return parser
+
+
+def _simulation_parsers(commands) -> None:
+    """The ``simulate`` and ``montecarlo`` commands (:mod:`mlmiss.simulation`)."""
+    simulate = commands.add_parser(
+        "simulate", help="draw a data set from a model",
+        description="Draw two-level data from a model (lavaan syntax) at its population "
+                    "values: numbers in the syntax, --param values, else loadings and "
+                    "variances 1 and everything else 0.")
+    simulate.add_argument("model", type=Path, metavar="MODEL_FILE",
+                          help="file with the population model's syntax")
+    simulate.add_argument("--clusters", type=int, default=None, metavar="J",
+                          help="number of clusters (default: one per --sizes entry)")
+    simulate.add_argument("--sizes", required=True, metavar="N[,N...]",
+                          help="cluster size, or sizes cycled over the clusters (4,6,8)")
+    simulate.add_argument("--seed", type=int, default=None, help="seed (default: fresh)")
+    simulate.add_argument("--mcar", type=float, default=None, metavar="R",
+                          help="share of values missing completely at random, both levels")
+    simulate.add_argument("--mcar-within", type=float, default=None, metavar="R",
+                          help="the same for the level-1 variables only")
+    simulate.add_argument("--mcar-between", type=float, default=None, metavar="R",
+                          help="the same for the between-only variables (per cluster)")
+    simulate.add_argument("--param", action="append", default=[], metavar="LABEL=VALUE",
+                          help="population value of a labelled parameter (repeatable)")
+    simulate.add_argument("--output", type=Path, required=True, metavar="DATA.csv",
+                          help="the CSV file to write (empty cells are missing)")
+
+    study = commands.add_parser(
+        "montecarlo", help="run a Monte Carlo study from a TOML file",
+        description="Run a Monte Carlo study (population, analysis model, designs, "
+                    "replications, seed, outputs in a TOML file; see "
+                    "mlmiss.simulation.study) and write the tidy results, the summary "
+                    "and, with matplotlib and [output] plots, PNG plots.")
+    study.add_argument("study", type=Path, metavar="STUDY.toml", help="the study file")
+    study.add_argument("--workers", type=int, default=None, metavar="N",
+                       help="worker processes (default: the file's, else every core)")
+    study.add_argument("--replications", type=int, default=None, metavar="R",
+                       help="replications per design (default: the file's)")
+    study.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                       help="a progress bar (default: when stderr is a terminal)")
+
+
+def _run_simulate(args) -> int:
+    from .simulation import simulate
+
+    try:
+        sizes = [int(v) for v in args.sizes.split(",")]
+    except ValueError:
+        raise ValueError(f"--sizes {args.sizes!r}: give cluster sizes as integers separated "
+                         "by commas (4,6,8)") from None
+    missing = {key: value for key, value in (("mcar", args.mcar),
+                                             ("mcar_within", args.mcar_within),
+                                             ("mcar_between", args.mcar_between))
+               if value is not None}
+    params = {}
+    for item in args.param:
+        label, _, value = item.partition("=")
+        if not value:
+            raise ValueError(f"--param {item!r}: write LABEL=VALUE")
+        params[label.strip()] = float(value)
+    data = simulate(_read(args.model, "model file"), n_clusters=args.clusters,
+                    cluster_sizes=sizes,
+                    params=params or None, missing=missing or None, seed=args.seed)
+    _write(args.output, "data file", lambda p: data.to_csv(p, index=False))
+    print(f"{len(data)} rows in {data['cluster'].nunique()} clusters written to {args.output}")
+    return 0
+
+
+def _run_montecarlo(args) -> int:
+    from .simulation.study import run_study
+
+    result, written = run_study(args.study, workers=args.workers, progress=args.progress,
+                                replications=args.replications)
+    print(result)
+    columns = ["design", "lhs", "op", "rhs", "level", "true", "average", "bias", "sd",
+               "mean_se", "coverage", "chisq_reject", "converged_rate"]
+    print(result.summary()[columns].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    for path in written:
+        print(f"written: {path}")
+    return 0
 
 
 def _read(path: Path, what: str) -> str:
@@ -249,6 +337,10 @@ def main(argv=None) -> int:
     try:
         if args.command == "fit":
             return _run_fit(args)
+        if args.command == "simulate":
+            return _run_simulate(args)
+        if args.command == "montecarlo":
+            return _run_montecarlo(args)
         return _run_table1(args)
     except Exception as exc:  # every failure is one line for the user
         if args.debug:

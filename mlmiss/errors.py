@@ -56,3 +56,8 @@ class ModelWarning(UserWarning):
     """The fitted model is not trustworthy as it stands: a Heywood case (a negative
     variance or a latent covariance matrix that is not positive definite), repaired
     start values, an information matrix that is not positive definite."""
+
+
+class SimulationError(ValueError):
+    """A simulation or Monte Carlo specification cannot be used (names the argument,
+    variable, rate or design at fault)."""

@@ -389,6 +389,29 @@ class Fit:
             return modification_indices(self, sort=sort, minimum_value=minimum_value,
                                         information=information)
 
+    def score_test(self, release=None, cumulative: bool = False,
+                   information: str = "expected", epc: bool = False):
+        """lavaan's ``lavTestScore(fit)``: score (Lagrange multiplier) tests of releasing
+        the fit's equality constraints (``==`` lines and shared labels), jointly and one
+        at a time (``cumulative``: the largest together); ``information`` "expected"
+        (lavaan's default) or "observed"; ``epc`` the expected parameter changes. With
+        MLR also Satorra's (2000) scaled, adjusted and robust tests
+        (:func:`mlmiss.inference.constraint_tests.score_test`)."""
+        from .inference.constraint_tests import score_test
+
+        with one_blas_thread():
+            return score_test(self, release=release, cumulative=cumulative,
+                              information=information, epc=epc)
+
+    def wald_test(self, constraints):
+        """lavaan's ``lavTestWald(fit, constraints=)``: the Wald test of equality
+        constraints of the labels ("l2 == m2; b1 == 2*b2 - b3") with :meth:`vcov`
+        (:func:`mlmiss.inference.constraint_tests.wald_test`)."""
+        from .inference.constraint_tests import wald_test
+
+        with one_blas_thread():
+            return wald_test(self, constraints)
+
     def predict(self, level: int = 1, type: str = "lv",
                 lavaan_centering: bool = False) -> pd.DataFrame:
         """lavaan's ``lavPredict(fit, level=, type=)``: factor scores ("lv") or predicted

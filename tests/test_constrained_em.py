@@ -86,3 +86,26 @@ def test_constraint_hessians_are_the_second_derivatives():
     expected[2, index["p1"], index["p1"]] = 2.0
     expected[3, index["t1"], index["t1"]] = 2.0
     np.testing.assert_allclose(hh, expected, atol=1e-8)
+
+
+@pytest.mark.parametrize("experiment, design", [(1, "D1"), (1, "D6"), (2, "D3")])
+def test_bentlers_model_by_both_optimizers_to_the_same_maximum(experiment, design):
+    """Their Figure 1 model with constraints (28) (nonlinear) or (29) (linear), on data
+    drawn at the true values of their Table 1 / 2."""
+    truth = BENTLER2011_TRUE_VALUES[experiment]
+    df = mlmiss.simulate(bentler2011_model(experiment, constrained=False),
+                         cluster_sizes=bentler2011_cluster_sizes(design), params=truth,
+                         seed=11)
+    model = bentler2011_model(experiment)
+    em = fit(model, df, optimizer="em")
+    default = fit(model, df)
+    assert em.estimate.converged and default.estimate.converged
+    # observed: logl within 3e-10, theta within 3e-7
+    assert em.loglik == pytest.approx(default.loglik, abs=1e-8)
+    np.testing.assert_allclose(em.theta, default.theta, atol=5e-6)
+    assert _violation(em) <= 1e-9 and _violation(default) <= 1e-8
+    # the estimates are near the truth (a few SEs)
+    est = em.parameter_estimates()
+    est = est[est["label"].isin(list(truth))]
+    z = (est["est"] - est["label"].map(truth)) / est["se"]
+    assert np.all(np.abs(z[np.isfinite(z)]) < 4.5)

@@ -26,8 +26,9 @@ LAYERS = {
     "output": 7,
     "results": 8,
     "fitting": 9,
-    "warmup": 10, "cli": 10,
-    "__init__": 11, "__main__": 12,
+    "warmup": 10, "simulation": 10,
+    "cli": 11,
+    "__init__": 12, "__main__": 13,
 }
 
 

@@ -49,6 +49,21 @@ def comparable(results: pd.DataFrame) -> pd.DataFrame:
     return results.drop(columns="seconds")
 
 
+def assert_same_study(left: pd.DataFrame, right: pd.DataFrame) -> None:
+    """The same study run in another process: the same data and the same fits, equal
+    to round-off. Numba's kernels compiled in a process and the same kernels loaded
+    from its cache by another can round differently (observed: estimates 5e-8 apart,
+    iterations 17 vs 19 on one replication, with a cold cache), so the numbers are
+    compared to 1e-6 and the iteration counts are left out."""
+    numbers = ["est", "se", "logl", "chisq", "pvalue"]
+    left, right = comparable(left), comparable(right)
+    pd.testing.assert_frame_equal(left.drop(columns=numbers + ["iterations"]),
+                                  right.drop(columns=numbers + ["iterations"]))
+    for column in numbers:
+        np.testing.assert_allclose(left[column], right[column], rtol=1e-6, atol=1e-8,
+                                   err_msg=column)
+
+
 @pytest.fixture(scope="module")
 def reference():
     return mlmiss.monte_carlo(ANALYSIS, GENERATE, workers=1, **RUN)
@@ -84,7 +99,7 @@ def test_same_seed_same_results_other_seed_other_results(reference):
 
 def test_worker_processes_give_the_same_results(reference):
     pooled = mlmiss.monte_carlo(ANALYSIS, GENERATE, workers=2, chunk_size=2, **RUN)
-    pd.testing.assert_frame_equal(comparable(pooled.results), comparable(reference.results))
+    assert_same_study(pooled.results, reference.results)
 
 
 def test_dask_gives_the_same_results(reference):
@@ -95,7 +110,7 @@ def test_dask_gives_the_same_results(reference):
                                   dashboard_address=None, silence_logs=logging.ERROR) as cluster, \
             distributed.Client(cluster) as client:
         on_dask = mlmiss.monte_carlo(ANALYSIS, GENERATE, client=client, **RUN)
-    pd.testing.assert_frame_equal(comparable(on_dask.results), comparable(reference.results))
+    assert_same_study(on_dask.results, reference.results)
 
 
 def test_resume_from_store(tmp_path, reference):

@@ -158,8 +158,10 @@ def loglik_and_gradient(data, moments):
     if st is None:
         return -np.inf, None
     p, nb, k = data.n_y, bidx.size, data.n_z
-    c_all = np.empty((data.n_clusters, nb))
-    k_all = np.empty((data.n_clusters, nb, nb))
+    n_pat = l1.n_patterns
+    pat_c = np.empty((n_pat, nb))
+    pat_r = np.empty((n_pat, nb, p))
+    pat_y = np.empty((n_pat, nb * nb))
     g_mu_z = np.empty(k)
     g_szz = np.empty((k, k))
     g_syz = np.empty((nb, k))
@@ -167,7 +169,7 @@ def loglik_and_gradient(data, moments):
     between = cluster_scores(moments.mu_z, data.z, l2.cluster_pattern, st.zinv, st.zlogdet, st.h,
                              st.s_bz, st.r_bz, st.rank_bz, st.s_inv, st.s_logdet,
                              l1.cluster_pair_ptr, l1.pair_pattern, l1.pair_freq, l1.pair_sum,
-                             st.wb, st.wbb, st.wmub, l2.freq, c_all, k_all,
+                             st.wb, st.wbb, st.wmub, l2.freq, pat_c, pat_r, pat_y,
                              g_mu_z, g_szz, g_syz, g_sb)
     if np.isnan(between):
         return -np.inf, None
@@ -175,8 +177,7 @@ def loglik_and_gradient(data, moments):
     g_sw = np.empty((p, p))
     g_mu_y = np.empty(p)
     within_backward(moments.mu_y, st.omega_w, bidx, l1.tree_var, l1.tree_depth, l1.tree_pattern,
-                    l1.freq, l1.pattern_sum, l1.pattern_sumsq, l1.pattern_pairs, l1.pattern_pair_ptr,
-                    l1.pair_cluster, l1.pair_freq, l1.pair_sum, c_all, k_all, g_sw, g_mu_y)
+                    l1.freq, l1.pattern_sum, l1.pattern_sumsq, pat_c, pat_r, pat_y, g_sw, g_mu_y)
     sigma_b = np.zeros((p, p))
     sigma_b[np.ix_(bidx, bidx)] = 0.5 * (g_sb + g_sb.T)
     sigma_yz = np.zeros((p, k))

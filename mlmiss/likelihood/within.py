@@ -109,8 +109,7 @@ def close_node(w_parent, k, g_child, l_child, g_parent, v):
 
 @njit(cache=True, fastmath=FAST)
 def within_backward(mu_y, omega_w, bidx, tree_var, tree_depth, tree_pattern, freq, pattern_sum,
-                    pattern_sumsq, pattern_pairs, pattern_pair_ptr, pair_cluster, pair_freq,
-                    pair_sum, c_all, k_all, g_sigma_w, g_mu_y):
+                    pattern_sumsq, pat_c, pat_r, pat_y, g_sigma_w, g_mu_y):
     """The gradient with respect to sigma_w and mu_y, into g_sigma_w and g_mu_y.
 
     Reverse mode through :func:`within_forward`'s tree walk. The nodes are visited in
@@ -120,8 +119,10 @@ def within_backward(mu_y, omega_w, bidx, tree_var, tree_depth, tree_pattern, fre
     closed (its adjoint pushed to its parent) once its subtree is done. From the root's
     adjoints (G_root, l_root), G_w = l_root Omega - Omega G_root Omega (dW = -W dSigma W).
 
-    Per pattern, from its (cluster, count, sum) pairs: c_p = sum n_jp c_j,
-    R_p = sum (s_jp - n_jp mu) c_j', Y_p = sum n_jp K_j with K_j = c_j c_j' + F_j."""
+    Per pattern, from :func:`.clusters.cluster_scores`' sums over its (cluster, pattern)
+    pairs: c_p = pat_c[p] = sum n_jp c_j, pat_r[p] = sum c_j s_jp' (so that
+    R_p = sum (s_jp - n_jp mu) c_j' = pat_r[p]' - mu c_p'), Y_p = pat_y[p] = sum n_jp K_j
+    with K_j = c_j c_j' + F_j."""
     p = mu_y.shape[0]
     nb = bidx.shape[0]
     max_depth = 0
@@ -133,10 +134,6 @@ def within_backward(mu_y, omega_w, bidx, tree_var, tree_depth, tree_pattern, fre
     var = np.empty(max_depth + 1, np.int64)
     v = np.empty(p)
     sm = np.empty(p)
-    c_p = np.empty(nb)
-    rt = np.empty((nb, p))
-    y_flat = np.empty(nb * nb)
-    k_flat = k_all.reshape((k_all.shape[0], nb * nb))
     for a in range(p):
         g_mu_y[a] = 0.0
         for b in range(p):
@@ -161,24 +158,9 @@ def within_backward(mu_y, omega_w, bidx, tree_var, tree_depth, tree_pattern, fre
             continue
         n = freq[pat]
         wd = w[d]
-        # c_p = sum n_jp c_j, rt = sum c_j s_jp' (nb x P), y_p = sum n_jp K_j
-        for e in range(nb):
-            c_p[e] = 0.0
-            for b in range(p):
-                rt[e, b] = 0.0
-        for t in range(nb * nb):
-            y_flat[t] = 0.0
-        for q in range(pattern_pair_ptr[pat], pattern_pair_ptr[pat + 1]):
-            pair = pattern_pairs[q]
-            j = pair_cluster[pair]
-            m = pair_freq[pair]
-            for e in range(nb):
-                ce = c_all[j, e]
-                c_p[e] += m * ce
-                for b in range(p):
-                    rt[e, b] += ce * pair_sum[pair, b]
-            for t in range(nb * nb):
-                y_flat[t] += m * k_flat[j, t]
+        c_p = pat_c[pat]
+        rt = pat_r[pat]
+        y_flat = pat_y[pat]
         # seed: gbar -= X_p / 2, X_p = S_p(mu) - R_p E' - E R_p' + E Y_p E', where
         # S_p(mu) = sum yy' - mu (s - n mu)' - s mu' and R_p = rt' - mu c_p'
         for b in range(p):

@@ -41,6 +41,7 @@ import numpy as np
 
 from ...progress import progress_bar
 from ...threads import one_blas_thread
+from ..boundary import INADMISSIBLE
 from ..constraints import kkt_remainder
 from .algorithm import M_STEP_RADIUS, EMSteps, _inverse_if_positive_definite
 
@@ -139,7 +140,7 @@ def fit_em_constrained(problem, constraints, theta0, em_iter_max: int = 10000,
     with one_blas_thread():
         while True:
             value, grad = problem.f_and_grad(theta)
-            if not np.isfinite(value) or value >= 1e19:
+            if not np.isfinite(value) or value >= INADMISSIBLE:
                 message = "left the admissible region"
                 break
             kkt = kkt_remainder(constraints, theta, grad, scales)

@@ -60,8 +60,8 @@ class Level1Patterns:
         y y' over the pattern's rows (zeros at unobserved variables).
     pair_sum : (n_pairs, P) sums of y over the pair's rows (zeros where unobserved).
     pattern_pairs, pattern_pair_ptr : pairs of pattern p are
-        ``pattern_pairs[pattern_pair_ptr[p]:pattern_pair_ptr[p+1]]`` (the gradient's
-        backward pass visits them per pattern).
+        ``pattern_pairs[pattern_pair_ptr[p]:pattern_pair_ptr[p+1]]`` (the paper's
+        objective 5 visits them per pattern).
     tree_var, tree_depth, tree_pattern : the patterns' missing sets as a prefix tree in
         depth-first order (see :func:`missing_tree`).
     """

@@ -83,6 +83,12 @@ class ConstraintSet:
                                                    d.imag / COMPLEX_STEP)
         return eq, ineq, defined
 
+    def violation(self, theta) -> float:
+        """How far theta is from meeting every constraint: the largest |h| and the
+        largest shortfall of an inequality (0 when all are met)."""
+        h, ineq, _ = self.values(theta)
+        return float(max(np.max(np.abs(h), initial=0.0), -np.min(ineq, initial=0.0)))
+
     def involved(self, theta) -> np.ndarray:
         """The parameters the equalities and inequalities depend on (a nonzero Jacobian
         column at theta or at a distant point)."""
@@ -212,11 +218,13 @@ def rank_and_null_space(rows):
     return rank, vt[rank:].T
 
 
-def kkt_remainder(constraints: ConstraintSet, theta, gradient, scales) -> float:
+def kkt_remainder(constraints: ConstraintSet, theta, gradient, scales,
+                  jacobians=None) -> float:
     """How far the scaled gradient of f = -logl / N is from the span of the equality
     and active inequality gradients, with non-negative weights on the inequalities
-    (lstsq weights; a clearly negative one: the whole gradient, no maximum)."""
-    jh, jg, _ = constraints.jacobians(theta)
+    (lstsq weights; a clearly negative one: the whole gradient, no maximum).
+    ``jacobians``: the constraints' Jacobians at theta, when the caller has them."""
+    jh, jg, _ = constraints.jacobians(theta) if jacobians is None else jacobians
     rows = np.vstack([jh, jg[_active(constraints.values(theta)[1])]]) * scales
     grad = gradient * scales
     if rows.size == 0:
@@ -287,6 +295,4 @@ def fit_constrained(problem, constraints: ConstraintSet, theta0, maxiter: int = 
             kkt = kkt_remainder(constraints, scales * u, g / scales, scales)
             if kkt <= KKT_TOL / 100 or iterations >= maxiter:
                 break
-    h, ineq, _ = constraints.values(scales * u)
-    violation = max(np.max(np.abs(h), initial=0.0), -np.min(ineq, initial=0.0))
-    return scales * u, value, kkt, iterations, message, float(violation)
+    return scales * u, value, kkt, iterations, message, constraints.violation(scales * u)

@@ -72,6 +72,7 @@ from ..errors import ModelSyntaxError
 from ..estimation.constraints import ConstraintSet, rank_and_null_space
 from ..estimation.problem import Problem
 from ..model.constraints import check_constraints, split_constraints
+from .chisq import chi2_pvalue
 from .modindices import expected_information
 from .robust import cluster_gradients, first_order, sandwich
 from .vcov import observed_information
@@ -84,15 +85,6 @@ INFORMATION_TYPES = ("expected", "observed")
 #: relative eigenvalue below which a (scaled) matrix counts as singular; MASS::ginv's
 #: tolerance, which lavaan's score test uses for the inverse of the information
 GINV_TOLERANCE = float(np.sqrt(np.finfo(float).eps))
-
-
-def _chi2_sf(x, df):
-    from scipy.stats import chi2  # imported here: scipy.stats is slow to import
-
-    x = np.asarray(x, dtype=float)
-    df = np.asarray(df, dtype=float)
-    with np.errstate(invalid="ignore"):
-        return np.where(np.isfinite(x) & (df > 0), chi2.sf(x, np.maximum(df, 1e-300)), np.nan)
 
 
 # --------------------------------------------------------------------------- the result
@@ -480,7 +472,7 @@ def score_test(fit, release=None, cumulative: bool = False, information: str = "
                   {"test": "score.adjusted", "X2": s["adjusted"], "df": s["df_adjusted"]},
                   {"test": "score.robust", "X2": s["robust"], "df": df}]
     total = pd.DataFrame(total)
-    total["pvalue"] = _chi2_sf(total["X2"], total["df"])
+    total["pvalue"] = chi2_pvalue(total["X2"], total["df"])
 
     uni_x2 = np.full(n_con, np.nan)
     uni_scaled = np.full(n_con, np.nan)
@@ -496,10 +488,10 @@ def score_test(fit, release=None, cumulative: bool = False, information: str = "
     univariate = space.labels.iloc[released].reset_index(drop=True)
     univariate["X2"] = uni_x2[released]
     univariate["df"] = 1.0
-    univariate["pvalue"] = _chi2_sf(univariate["X2"], 1.0)
+    univariate["pvalue"] = chi2_pvalue(univariate["X2"], 1.0)
     if robust:
         univariate["X2_scaled"] = uni_scaled[released]
-        univariate["pvalue_scaled"] = _chi2_sf(univariate["X2_scaled"], 1.0)
+        univariate["pvalue_scaled"] = chi2_pvalue(univariate["X2_scaled"], 1.0)
 
     cumul = None
     if cumulative:
@@ -516,10 +508,10 @@ def score_test(fit, release=None, cumulative: bool = False, information: str = "
         cumul = space.labels.iloc[order].reset_index(drop=True)
         cumul["X2"] = x2
         cumul["df"] = np.arange(1, len(order) + 1, dtype=float)
-        cumul["pvalue"] = _chi2_sf(cumul["X2"], cumul["df"])
+        cumul["pvalue"] = chi2_pvalue(cumul["X2"], cumul["df"])
         if robust:
             cumul["X2_scaled"] = scaled
-            cumul["pvalue_scaled"] = _chi2_sf(cumul["X2_scaled"], cumul["df"])
+            cumul["pvalue_scaled"] = chi2_pvalue(cumul["X2_scaled"], cumul["df"])
 
     epc_table = None
     if epc:
@@ -644,7 +636,7 @@ def wald_test(fit, constraints) -> ConstraintTest:
         total += [{"test": "wald.scaled", "X2": s["scaled"], "df": df},
                   {"test": "wald.adjusted", "X2": s["adjusted"], "df": s["df_adjusted"]}]
     total = pd.DataFrame(total)
-    total["pvalue"] = _chi2_sf(total["X2"], total["df"])
+    total["pvalue"] = chi2_pvalue(total["X2"], total["df"])
 
     univariate = pd.DataFrame({"lhs": [found[i].lhs for i in keep],
                                "op": [found[i].op for i in keep],
@@ -653,7 +645,7 @@ def wald_test(fit, constraints) -> ConstraintTest:
     univariate["se"] = sd
     univariate["X2"] = hk ** 2 / sd ** 2
     univariate["df"] = 1.0
-    univariate["pvalue"] = _chi2_sf(univariate["X2"], 1.0)
+    univariate["pvalue"] = chi2_pvalue(univariate["X2"], 1.0)
     notes = []
     if robust and fit.se == "robust":
         notes.append("Robust (MLR) fit: the first statistic uses the sandwich covariance matrix "

@@ -45,6 +45,8 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from .chisq import chi2_pvalue
+
 __all__ = ["lrt", "satorra_bentler_2001", "COLUMNS"]
 
 #: the table's columns (lavaan's "Df", "AIC", "BIC", "Chisq", "Chisq diff", "Df diff",
@@ -206,11 +208,7 @@ def lrt(*fits, names=None) -> pd.DataFrame:
             diff[i] = chisq[i] - chisq[i - 1]
     diff = np.round(diff, 10)
 
-    from scipy.stats import chi2  # imported here: scipy.stats is slow to import
-
-    pvalue = np.full(n, np.nan)
-    ok = np.isfinite(diff) & (df_diff > 0)
-    pvalue[ok] = chi2.sf(diff[ok], df_diff[ok])
+    pvalue = chi2_pvalue(diff, df_diff)
 
     table = pd.DataFrame({
         "df": df, "aic": [float(m["aic"]) for m in measures],

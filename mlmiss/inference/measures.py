@@ -81,6 +81,7 @@ import numpy as np
 from ..data.levels import between_cov
 from ..estimation.baseline import baseline_syntax
 from ..model.partable import parameter_table
+from .chisq import chi2_pvalue
 
 __all__ = ["baseline_npar", "sample_statistics", "degrees_of_freedom", "fit_measures",
            "MEASURES", "SCALED_MEASURES"]
@@ -300,14 +301,6 @@ def _rmsea_tests(x2, df, n, c=1.0) -> tuple[float, float]:
     return close, _noncentral_cdf(x2, df, n * df * RMSEA_NOTCLOSE ** 2 / c)
 
 
-def _pvalue(x2, df) -> float:
-    from scipy.stats import chi2  # imported here: scipy.stats is slow to import
-
-    if df <= 0 or not math.isfinite(x2):
-        return float("nan")
-    return float(chi2.sf(x2, df))
-
-
 def fit_measures(fit, scaled=None) -> dict:
     """lavaan's ``fitMeasures()`` for a two-level ML fit (names with ``_`` for ``.``).
 
@@ -350,10 +343,10 @@ def fit_measures(fit, scaled=None) -> dict:
         "sabic": sabic,
         "chisq": x2,
         "df": int(df),
-        "pvalue": _pvalue(x2, df),
+        "pvalue": chi2_pvalue(x2, df),
         "baseline_chisq": base_x2,
         "baseline_df": int(base_df),
-        "baseline_pvalue": _pvalue(base_x2, base_df),
+        "baseline_pvalue": chi2_pvalue(base_x2, base_df),
         "cfi": _cfi(x2, df, base_x2, base_df),
         "tli": _tli(x2, df, base_x2, base_df),
         "rmsea": _rmsea(x2, df, n),
@@ -384,12 +377,12 @@ def _scaled_measures(m, p, model, baseline) -> dict:
     b2, bdf = m["baseline_chisq"], m["baseline_df"]
     c, cb = model.scaling_factor, baseline.scaling_factor
     x2s, b2s = x2 / c, b2 / cb
-    out = {"chisq_scaled": x2s, "df_scaled": df, "pvalue_scaled": _pvalue(x2s, df),
+    out = {"chisq_scaled": x2s, "df_scaled": df, "pvalue_scaled": chi2_pvalue(x2s, df),
            "chisq_scaling_factor": c,
            "scaling_factor_h1": model.scaling_factor_h1,
            "scaling_factor_h0": model.scaling_factor_h0,
            "baseline_chisq_scaled": b2s, "baseline_df_scaled": bdf,
-           "baseline_pvalue_scaled": _pvalue(b2s, bdf), "baseline_chisq_scaling_factor": cb,
+           "baseline_pvalue_scaled": chi2_pvalue(b2s, bdf), "baseline_chisq_scaling_factor": cb,
            "cfi_scaled": _cfi(x2s, df, b2s, bdf), "tli_scaled": _tli(x2s, df, b2s, bdf),
            "cfi_robust": _cfi(x2, df, b2, bdf, c, cb), "tli_robust": _tli(x2, df, b2, bdf, c, cb),
            # lavaan's scaled RMSEA: the unscaled statistic on tr(U Gamma) = c df

@@ -77,25 +77,29 @@ class _Lagrangian:
         self.complete, self.stats, self.constraints = complete, stats, constraints
         self.xi, self.mu, self.c, self.n = xi, mu, c, n
 
+    def _combine(self, q, h, ineq) -> float:
+        slack = np.maximum(0.0, self.mu - self.c * ineq)
+        return float(-q / self.n + self.xi @ h + 0.5 * self.c * (h @ h)
+                     + (slack @ slack - self.mu @ self.mu) / (2.0 * self.c))
+
     def value(self, theta) -> float:
         q, g = self.complete.q_and_gradient(theta, self.stats)
         if g is None:
             return np.inf
         h, ineq, _ = self.constraints.values(theta)
-        slack = np.maximum(0.0, self.mu - self.c * ineq)
-        return float(-q / self.n + self.xi @ h + 0.5 * self.c * (h @ h)
-                     + (slack @ slack - self.mu @ self.mu) / (2.0 * self.c))
+        return self._combine(q, h, ineq)
 
-    def newton_step(self, theta, scales, columns):
-        """Delta (in u = theta / scales) = -H^-1 grad M_j at theta, or None where Q is
-        not defined; H as eq. (19), or without the constraints' second derivatives
-        (always positive definite) where it is not positive definite."""
+    def newton_step(self, theta, scales, columns, jacobians):
+        """(Delta, M_j(theta)): Delta (in u = theta / scales) = -H^-1 grad M_j at theta,
+        H as eq. (19), or without the constraints' second derivatives (always positive
+        definite) where it is not positive definite; None where Q is not defined.
+        ``jacobians``: the constraints' Jacobians at theta."""
         q, g = self.complete.q_and_gradient(theta, self.stats)
         info = self.complete.information(theta, self.stats)
         if g is None or info is None:
             return None
         h, ineq, _ = self.constraints.values(theta)
-        jh, jg, _ = self.constraints.jacobians(theta)
+        jh, jg, _ = jacobians
         hh, hg = self.constraints.hessians(theta, columns)
         weight_h = self.xi + self.c * h                       # phi'(h) weighted
         slack = np.maximum(0.0, self.mu - self.c * ineq)      # > 0: the inequality binds
@@ -105,12 +109,13 @@ class _Lagrangian:
         curvature = (np.tensordot(weight_h, hh, axes=1)
                      - np.tensordot(slack, hg, axes=1))
         gu = scales * grad
+        value = self._combine(q, h, ineq)
         for second in (curvature, 0.0):
             matrix = scales[:, None] * (info / self.n + outer + second) * scales
             inverse = _inverse_if_positive_definite(matrix)
             if inverse is not None:
-                return -(inverse @ gu)
-        return -gu
+                return -(inverse @ gu), value
+        return -gu, value
 
 
 def fit_em_constrained(problem, constraints, theta0, em_iter_max: int = 10000,
@@ -143,8 +148,9 @@ def fit_em_constrained(problem, constraints, theta0, em_iter_max: int = 10000,
             if not np.isfinite(value) or value >= INADMISSIBLE:
                 message = "left the admissible region"
                 break
-            kkt = kkt_remainder(constraints, theta, grad, scales)
-            violation = _violation(constraints, theta)
+            jacobians = constraints.jacobians(theta)   # for the KKT test and the step
+            kkt = kkt_remainder(constraints, theta, grad, scales, jacobians)
+            violation = constraints.violation(theta)
             if kkt <= em_dx_tol and violation <= FEASIBLE:
                 message = "converged"
                 break
@@ -159,16 +165,17 @@ def fit_em_constrained(problem, constraints, theta0, em_iter_max: int = 10000,
                 message = "the E-step failed (a covariance matrix not positive definite)"
                 break
             lagrangian = _Lagrangian(complete, stats, constraints, xi, mu, c, n)
-            delta = lagrangian.newton_step(theta, scales, columns)
-            if delta is None:
+            step_and_value = lagrangian.newton_step(theta, scales, columns, jacobians)
+            if step_and_value is None:
                 message = "Q is not defined at the current point"
                 break
+            delta, start = step_and_value
             # at most M_STEP_RADIUS long in u, as the unconstrained EM's M-step: from a
             # poor start the first Newton steps otherwise run off along ridges of Q
             length = float(np.linalg.norm(delta))
             if length > M_STEP_RADIUS:
                 delta = delta * (M_STEP_RADIUS / length)
-            theta = _halved(lagrangian, theta, scales * delta)
+            theta = _halved(lagrangian, theta, scales * delta, start)
             c = min(c * penalty_growth, PENALTY_MAX)
             h, ineq, _ = constraints.values(theta)
             xi = xi + c * h
@@ -186,10 +193,9 @@ def fit_em_constrained(problem, constraints, theta0, em_iter_max: int = 10000,
         f"{violation:.1e}", float(kkt), float(violation))
 
 
-def _halved(lagrangian, theta, delta):
+def _halved(lagrangian, theta, delta, start):
     """theta + rho delta with the first rho in 1, 1/2, 1/4, ... that does not increase
-    M_j (eq. 9); theta itself when none does."""
-    start = lagrangian.value(theta)
+    M_j from its value ``start`` at theta (eq. 9); theta itself when none does."""
     rho = 1.0
     for _ in range(HALVINGS):
         trial = theta + rho * delta
@@ -198,7 +204,3 @@ def _halved(lagrangian, theta, delta):
         rho *= 0.5
     return theta
 
-
-def _violation(constraints, theta) -> float:
-    h, ineq, _ = constraints.values(theta)
-    return float(max(np.max(np.abs(h), initial=0.0), -np.min(ineq, initial=0.0)))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from ..errors import ModelError
 from .build import build_problem
+from .independence import independence_theta
 from .optimizers import optimize
 from .reference import ReferenceFit
 
@@ -45,8 +46,10 @@ def baseline_syntax(partable) -> str:
 
 
 def fit_baseline(problem) -> ReferenceFit:
-    """The baseline model fitted to ``problem``'s data with the default optimizer; the
-    covariates' marginal log-likelihood is taken out as for the model."""
+    """The baseline model fitted to ``problem``'s data with the default optimizer,
+    started at its variable-by-variable estimates (:mod:`.independence`: where nothing
+    else is free the optimizer confirms them with one gradient); the covariates'
+    marginal log-likelihood is taken out as for the model."""
     baseline = build_problem(baseline_syntax(problem.partable), problem.data, checks=False)
-    estimate = optimize(baseline, baseline.start(), label="baseline model")
+    estimate = optimize(baseline, independence_theta(baseline), label="baseline model")
     return ReferenceFit(baseline, estimate, problem.covariate_loglik)

@@ -287,11 +287,11 @@ class Fit:
         m = self.model.moments(self.theta)
         return {"moments": m, **to_levels(m, self.data.y_names, self.data.z_names)}
 
-    def h1(self, method: str = "direct") -> ReferenceFit:
+    def h1(self, method: str = "em") -> ReferenceFit:
         """The saturated model fitted to the same data (:mod:`mlmiss.estimation.saturated`):
-        ``method="direct"`` (quasi-Newton in moment space; what the fit measures use)
-        or ``"em"`` (EM with its closed-form M-step)."""
-        key = "h1" if method == "direct" else f"h1-{method}"
+        ``method="em"`` (EM with its closed-form M-step, each step one gradient; what the
+        fit measures use) or ``"direct"`` (quasi-Newton on the Cholesky factors)."""
+        key = "h1" if method == "em" else f"h1-{method}"
         return self._cached(key, lambda: _warn_unless_converged(
             fit_saturated(self.problem, method), "h1 (saturated) model"))
 

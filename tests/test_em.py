@@ -291,14 +291,62 @@ def test_estep_kernels_match_the_rowwise_estep(name):
 
 @pytest.mark.parametrize("name", ["demo_twolevel_missing", "paper_like", "singular_between"])
 def test_saturated_em_reaches_the_direct_fit_and_lavaan(lavaan_fit, name):
-    """h1 by EM (closed-form M-step) against the direct quasi-Newton fit and lavaan's
-    unrestricted log-likelihood; observed: equal to 1e-13 relative to N, moments to
-    1e-7."""
+    """h1 by EM (closed-form M-step, E-step from the gradient; the default) against the
+    direct quasi-Newton fit and lavaan's unrestricted log-likelihood; observed: equal to
+    1e-13 relative to N, moments to 1e-7."""
     ref, fit = lavaan_fit(name)
-    direct, em = fit.h1(), fit.h1(method="em")
+    direct, em = fit.h1(method="direct"), fit.h1()
     assert em.converged and em.estimate.optimizer == "em" and em.estimate.e_steps > 0
     assert abs(em.loglik - direct.loglik) <= 1e-9 * fit.nobs
     assert em.loglik >= ref["fit"]["fit_measures"]["unrestricted.logl"] - 1e-6
     for a, b in ((em.moments.sigma_w, direct.moments.sigma_w),
                  (em.moments.sigma_b, direct.moments.sigma_b), (em.moments.mu_y, direct.moments.mu_y)):
         np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["demo_twolevel_missing", "paper_like", "singular_between"])
+def test_saturated_statistics_from_the_gradient(lavaan_fit, name):
+    """The h1 EM reads its expected complete-data statistics off the gradient (Fisher's
+    identity, mlmiss.estimation.em.saturated); the explicit E-step computes them from the
+    posteriors of the between values. Away from the maximum (the start) the two agree:
+    observed 1e-12 relative."""
+    from types import SimpleNamespace
+
+    from mlmiss.data.levels import gradient_between_cov
+    from mlmiss.estimation.saturated import SaturatedProblem
+
+    _, fit = lavaan_fit(name)
+    prob = SaturatedProblem(fit.data, fit.model.between_mask)
+    theta = prob.start()
+    _, g = prob.moment_gradient(theta)
+    mean_w, mean_b, lw, lb = prob.split(theta)
+    sigma_w, sigma_b = lw @ lw.T, lb @ lb.T
+    nb, m, p = prob.both.size, prob.m, prob.p
+    n, j = fit.data.n_obs, fit.data.n_clusters
+    m_w = np.zeros(p)
+    m_w[prob.within_only] = mean_w
+    eye = np.eye(m)
+    parts = {"mu_y": m_w + np.eye(p)[:, prob.both] @ mean_b[:nb], "sigma_w": sigma_w,
+             "mu_R": mean_b, "sigma_RR": sigma_b, "mean_u": mean_b, "C": eye[:nb],
+             "Z": eye[nb:]}
+    stats = expected_statistics(fit.data, parts,
+                                SimpleNamespace(both_y=prob.both, z_u=np.arange(nb, m)))
+    # between: E[sum (v - mu_B)] and E[sum (v - mu_B)(v - mu_B)']
+    t_engine = sigma_b @ np.concatenate([g.mu_y[prob.both], g.mu_z])
+    t_estep = stats.t1 - j * mean_b
+    np.testing.assert_allclose(t_engine, t_estep, atol=1e-9 * np.abs(t_estep).max())
+    s_engine = j * sigma_b + 2.0 * sigma_b @ gradient_between_cov(g) @ sigma_b
+    s_estep = (stats.t2 - np.outer(stats.t1, mean_b) - np.outer(mean_b, stats.t1)
+               + j * np.outer(mean_b, mean_b))
+    np.testing.assert_allclose(s_engine, s_estep, atol=1e-9 * np.abs(s_estep).max())
+    # within: e = y - E b - m_w, E[sum e] and E[sum e e']
+    emb = np.zeros((p, nb))
+    emb[prob.both, np.arange(nb)] = 1.0
+    r1 = stats.y1 - emb @ stats.v1n[:nb]
+    yv_b = stats.yv[:, :nb]
+    rr = stats.y2 - yv_b @ emb.T - emb @ yv_b.T + emb @ stats.v2n[:nb, :nb] @ emb.T
+    e1 = r1 - n * m_w
+    ee = rr - np.outer(r1, m_w) - np.outer(m_w, r1) + n * np.outer(m_w, m_w)
+    np.testing.assert_allclose(sigma_w @ g.mu_y, e1, atol=1e-9 * np.abs(e1).max())
+    np.testing.assert_allclose(n * sigma_w + 2.0 * sigma_w @ g.sigma_w @ sigma_w, ee,
+                               atol=1e-9 * np.abs(ee).max())

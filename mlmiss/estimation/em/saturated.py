@@ -1,39 +1,39 @@
-"""EM for the saturated (h1) model: the same E-step, a closed-form M-step.
+"""EM for the saturated (h1) model, its E-step read off the gradient.
 
 The complete data are every cluster's between values v_j = (b_j, z_j) (the between
-parts of the "both" variables and the between-only variables): v_j ~ N(mu_B, Sigma_B)
-and y_ij | v_j ~ N(m_w + E b_j, Sigma_w), with m_w the means of the within-only
-variables (zero for the "both" ones, whose means live at level 2) and E embedding b
-among the P level-1 variables. In the notation of :mod:`.estep` this is R = all
-between nodes, C = [I 0] and the z rows [0 I]. Unrestricted moments maximize the
-expected complete-data log-likelihood in closed form, the sample moments of the
-expected statistics:
+parts of the "both" variables and the between-only variables), v_j ~ N(mu_B, Sigma_B),
+and every row's within part e_ij = y_ij - E b_j ~ N(m_w, Sigma_w) (E embeds b among the
+P level-1 variables). Here m_w is free for all P variables: for a "both" variable only
+m_w + mu_B is identified, and moving m_w's share into mu_B after each M-step leaves the
+observed-data likelihood unchanged (a parameter-expanded EM, which converges at least as
+fast as the plain one).
 
-    mu_B = t1 / J,   Sigma_B = t2 / J - mu_B mu_B'
-    r1 = y1 - E v1n_b,   RR = y2 - yv_b E' - E yv_b' + E v2n_bb E'    (sums of E[r], E[r r'], r = y - E b)
-    m_w = r1 / N on the within-only variables,   Sigma_w = (RR - m_w r1' - r1 m_w' + N m_w m_w') / N
+The expected complete-data statistics need no E-step of their own. By Fisher's identity
+the observed-data gradient is the expected complete-data score, and for a normal
+sample that score is linear in the statistics. With N rows, J clusters and the engine's
+gradient g (symmetric G with dL = sum G_ij dS_ij):
 
-The steps work on the saturated problem's own parameters (means and Cholesky factors,
-:class:`mlmiss.estimation.saturated.SaturatedProblem`), so SQUAREM's extrapolations
-stay positive definite.
+    E[sum (e - m_w)]               = Sigma_w g_mu_y
+    E[sum (e - m_w)(e - m_w)']     = N Sigma_w + 2 Sigma_w G_w Sigma_w
+    E[sum (v - mu_B)]              = Sigma_B (g_mu_y[both], g_mu_z)
+    E[sum (v - mu_B)(v - mu_B)']   = J Sigma_B + 2 Sigma_B G_B Sigma_B
+
+so the M-step, the sample moments of the expected statistics, is
+
+    m_w += r,        Sigma_w += 2/N Sigma_w G_w Sigma_w - r r',    r = Sigma_w g_mu_y / N
+    mu_B += t,       Sigma_B += 2/J Sigma_B G_B Sigma_B - t t',    t = Sigma_B g_B / J
+
+and one EM step costs one gradient, which the iteration's convergence test shares
+(:meth:`mlmiss.estimation.saturated.SaturatedProblem.moment_gradient` keeps the last).
+The steps work on the saturated problem's own parameters (means and Cholesky factors),
+so SQUAREM's extrapolations stay positive definite.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from .estep import EStepError, Workspace, expected_statistics
-
-
-@dataclass(frozen=True)
-class _Layout:
-    """Where the between nodes sit (what :func:`expected_statistics` reads of the
-    complete-data view)."""
-
-    both_y: np.ndarray
-    z_u: np.ndarray
+from ...data.levels import gradient_between_cov
 
 
 class SaturatedSteps:
@@ -44,44 +44,28 @@ class SaturatedSteps:
         self.problem = problem
         self.scales = np.asarray(problem.scales, dtype=float)
         self.e_steps = 0
-        nb = problem.both.size
-        self.layout = _Layout(problem.both, np.arange(nb, problem.m))
-        self.work = None   # the E-step's arrays, reused
-
-    def parts(self, theta):
-        """The E-step's view of the saturated moments at theta."""
-        prob = self.problem
-        mean_w, mean_b, lw, lb = prob.split(theta)
-        nb, m = prob.both.size, prob.m
-        mu_y = np.zeros(prob.p)
-        mu_y[prob.within_only] = mean_w
-        mu_y[prob.both] = mean_b[:nb]
-        eye = np.eye(m)
-        return {"mu_y": mu_y, "sigma_w": lw @ lw.T, "mu_R": mean_b, "sigma_RR": lb @ lb.T,
-                "mean_u": mean_b, "C": eye[:nb], "Z": eye[nb:]}
 
     def __call__(self, u, gtol=None):
         prob = self.problem
-        data = prob.data
-        try:
-            parts = self.parts(self.scales * u)
-            self.work = Workspace.reuse(self.work, data, parts["mu_R"].size)
-            stats = expected_statistics(data, parts, self.layout, self.work)
-        except (np.linalg.LinAlgError, EStepError):
+        theta = self.scales * u
+        _, g = prob.moment_gradient(theta)
+        if g is None:
             return None
         self.e_steps += 1
-        n, j, nb = float(stats.n_rows), float(stats.n_clusters), prob.both.size
-        mu_b = stats.t1 / j
-        sigma_b = stats.t2 / j - np.outer(mu_b, mu_b)
-        emb = np.zeros((prob.p, nb))
-        emb[prob.both, np.arange(nb)] = 1.0
-        yv_b = stats.yv[:, :nb]
-        r1 = stats.y1 - emb @ stats.v1n[:nb]
-        rr = (stats.y2 - yv_b @ emb.T - emb @ yv_b.T
-              + emb @ stats.v2n[:nb, :nb] @ emb.T)
+        data = prob.data
+        n, j, nb = float(data.n_obs), float(data.n_clusters), prob.both.size
+        mean_w, mean_b, lw, lb = prob.split(theta)
+        sigma_w, sigma_b = lw @ lw.T, lb @ lb.T
         m_w = np.zeros(prob.p)
-        m_w[prob.within_only] = r1[prob.within_only] / n
-        sigma_w = (rr - np.outer(m_w, r1) - np.outer(r1, m_w)) / n + np.outer(m_w, m_w)
+        m_w[prob.within_only] = mean_w
+        r = sigma_w @ g.mu_y / n
+        sigma_w = sigma_w + (2.0 / n) * sigma_w @ g.sigma_w @ sigma_w - np.outer(r, r)
+        m_w = m_w + r
+        t = sigma_b @ np.concatenate([g.mu_y[prob.both], g.mu_z]) / j
+        sigma_b = (sigma_b + (2.0 / j) * sigma_b @ gradient_between_cov(g) @ sigma_b
+                   - np.outer(t, t))
+        mu_b = mean_b + t
+        mu_b[:nb] += m_w[prob.both]   # the "both" variables' means live at level 2
         try:
             lw = np.linalg.cholesky(0.5 * (sigma_w + sigma_w.T))
             lb = np.linalg.cholesky(0.5 * (sigma_b + sigma_b.T))

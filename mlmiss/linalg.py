@@ -115,7 +115,7 @@ def inverse_update_into(sigma, omega, logdet, observed, out, idx, small, small_i
     if n_obs == 0:
         return 0.0
     if n_mis < n_obs:
-        r = 0
+        r = np.int64(0)   # not a literal 0: callees compile once, for int64
         for a in range(p):
             if not observed[a]:
                 idx[r] = a
@@ -151,7 +151,7 @@ def inverse_update_into(sigma, omega, logdet, observed, out, idx, small, small_i
                     out[a, idx[k]] = 0.0
         return logdet + ld_mm
     # many variables missing: invert sigma[o, o] directly
-    r = 0
+    r = np.int64(0)
     for a in range(p):
         if observed[a]:
             idx[r] = a

@@ -40,7 +40,7 @@ def between_patterns(sigma_b, sigma_zz, sigma_yz, bidx, observed,
     if np.isnan(cholesky_into(sigma_zz, k, work_k)):
         return False
     for q in range(n_pat):
-        r = 0
+        r = np.int64(0)   # not a literal 0: callees compile once, for int64
         for c in range(k):
             if observed[q, c]:
                 idx[r] = c

@@ -235,7 +235,7 @@ def indefinite_cluster_term(s_bz, a_j, p_j, g):
         sp[r] = s
         psp += p_j[r] * s
         pg += p_j[r] * g[r]
-    n_seen = 0
+    n_seen = np.int64(0)   # not a literal 0: callees compile once, for int64
     for r in range(nb):
         if a_j[r, r] > 0.0:
             seen[n_seen] = r
@@ -338,7 +338,7 @@ def cluster_f_into(aj, s, r_fac, rank, s_inv, s_logdet, f, work):
         return ld
     # indefinite S: factor A_j over the between variables this cluster observes
     seen = np.empty(nb, np.int64)
-    n_seen = 0
+    n_seen = np.int64(0)   # not a literal 0: callees compile once, for int64
     for e in range(nb):
         if aj[e, e] > 0.0:
             seen[n_seen] = e

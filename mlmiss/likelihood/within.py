@@ -229,7 +229,7 @@ def row_within_terms(sigma_w, mu_y, y, row_pattern, observed, out):
     sub = np.empty((p, p))
     work = np.empty((p, p))
     for q in range(n_pat):
-        m = 0
+        m = np.int64(0)   # not a literal 0: callees compile once, for int64
         for a in range(p):
             if observed[q, a]:
                 idx[q, m] = a

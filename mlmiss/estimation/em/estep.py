@@ -284,7 +284,7 @@ def cluster_posteriors(prior_precision, info, tmat, tmu, complete_pattern, clust
                 s += cov[a, b] * eta[b]
             mean[a] = s
         # the observed between-only values are exact linear observations of delta
-        k = 0
+        k = np.int64(0)   # not a literal 0: callees compile once, for int64
         for c in range(k_all):
             if not np.isnan(z[j, c]):
                 seen[k] = c

@@ -11,6 +11,7 @@ import numpy as np
 from .errors import ConvergenceWarning, ModelError, ModelWarning
 from .estimation.build import build_problem
 from .estimation.checks import admissible_start
+from .estimation.compile import ensure_compiled
 from .estimation.constraints import (KKT_TOL, ActiveSet, ConstraintSet, Reparametrized,
                                      fit_constrained)
 from .estimation.optimizers import Estimate, optimize
@@ -99,6 +100,7 @@ def sem(model: str, data, cluster: str | None = None, fixed_x: bool = True, star
     se, test = _inference_options(estimator, se, test)
     if cluster is None and not hasattr(data, "level1"):
         raise ValueError("sem() needs cluster= (the cluster-id column) for a DataFrame")
+    ensure_compiled()   # a cold Numba cache: the kernels compile in two processes
     problem = build_problem(model, data, cluster, fixed_x, std_lv=std_lv, orthogonal=orthogonal)
     problem.between_psd = bool(between_psd)
     # EM's path is monotone: it starts from loadings with the signs the data give

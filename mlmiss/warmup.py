@@ -1,10 +1,12 @@
 """Compile (and cache on disk) every Numba kernel ahead of use.
 
-The kernels compile on first use, which takes tens of seconds once per machine (the
-result is cached). ``python -m mlmiss.warmup`` pays that cost up front, on tiny data
-sets whose arrays have the same types as real ones: the likelihood and its gradient,
-the cluster log-likelihoods of robust inference, then a two-level factor model fitted by the default optimizer and by EM (the model's
-and EM's kernels).
+The kernels compile on first use, once per machine (the result is cached); the first
+fit of a process compiles those of a fit in two processes when the cache is cold
+(:mod:`mlmiss.estimation.compile`). ``python -m mlmiss.warmup`` pays the whole cost up
+front, on tiny data sets whose arrays have the same types as real ones: the kernels of
+a fit in two processes, then the likelihood and its gradient, the cluster
+log-likelihoods of robust inference, and a two-level factor model fitted by the default
+optimizer and by EM (EM's kernels).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .data import Moments, TwoLevelData
+from .estimation.compile import compile_kernels
 from .fitting import sem
 from .likelihood import cluster_logliks, loglik, loglik_and_gradient
 
@@ -43,8 +46,10 @@ def _small_data(seed: int = 1) -> pd.DataFrame:
 
 
 def warmup(verbose: bool = False) -> float:
-    """Run every kernel once on tiny examples; returns seconds."""
+    """Run every kernel once on tiny examples; returns seconds. The kernels of a fit
+    compile in two processes first (:func:`mlmiss.estimation.compile.compile_kernels`)."""
     start = time.perf_counter()
+    compile_kernels()
     df = pd.DataFrame({"g": [1, 1, 2, 2, 3], "y1": [0.1, np.nan, 0.3, 0.2, 0.5],
                        "y2": [1.0, 0.4, np.nan, 0.1, 0.2], "w": [1.0, 1.0, 2.0, 2.0, np.nan]})
     data = TwoLevelData.from_frame(df, "g", y=["y1", "y2"], z=["w"])

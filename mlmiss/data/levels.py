@@ -30,8 +30,13 @@ def between_names(y_names, z_names, between_mask) -> list:
 def between_cov(m: Moments) -> np.ndarray:
     """The joint level-2 covariance of the "both" and between-only variables."""
     idx = m.between_index
-    return np.block([[m.sigma_b[np.ix_(idx, idx)], m.sigma_yz[idx, :]],
-                     [m.sigma_yz[idx, :].T, m.sigma_zz]])
+    nb = idx.size
+    joint = np.empty((nb + m.mu_z.size, nb + m.mu_z.size))
+    joint[:nb, :nb] = m.sigma_b[np.ix_(idx, idx)]
+    joint[:nb, nb:] = m.sigma_yz[idx, :]
+    joint[nb:, :nb] = joint[:nb, nb:].T
+    joint[nb:, nb:] = m.sigma_zz
+    return joint
 
 
 def to_levels(m: Moments, y_names, z_names) -> dict:

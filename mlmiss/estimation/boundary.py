@@ -52,6 +52,13 @@ def between_eigenvalues(moments) -> np.ndarray:
 
 def between_is_psd(moments) -> bool:
     """Whether the joint between covariance is positive semidefinite (to round-off)."""
+    joint = between_cov(moments)
+    if joint.size and np.all(np.isfinite(joint)):
+        try:   # positive definite, the usual case, costs a Cholesky factor
+            np.linalg.cholesky(joint)
+            return True
+        except np.linalg.LinAlgError:
+            pass
     values = between_eigenvalues(moments)
     return values.size == 0 or bool(values[0] >= -PSD_TOLERANCE * max(abs(values[-1]), 1e-300))
 

@@ -234,12 +234,17 @@ def _trust_krylov(f_and_grad, grad, theta0, maxiter, gtol, clock):
 
     cache = {}
     largest = {}
+    recent = {}   # the last evaluated gradients: hessp's base point is one of them
 
     def evaluate(theta):
         value, g = f_and_grad(theta)
         if len(largest) > 64:   # the accepted point is among the last few evaluated
             largest.clear()
-        largest[theta.tobytes()] = _max_abs(g) if value < INADMISSIBLE else np.inf
+        if len(recent) > 4:
+            recent.clear()
+        key = theta.tobytes()
+        largest[key] = _max_abs(g) if value < INADMISSIBLE else np.inf
+        recent[key] = g.copy()
         return value, g
 
     values = []
@@ -263,7 +268,7 @@ def _trust_krylov(f_and_grad, grad, theta0, maxiter, gtol, clock):
         key = theta.tobytes()
         if key not in cache:
             cache.clear()
-            cache[key] = grad(theta)
+            cache[key] = recent[key] if key in recent else grad(theta)
         eps = 1e-7 * max(1.0, np.linalg.norm(theta)) / norm
         return (grad(theta + eps * v) - cache[key]) / eps
 

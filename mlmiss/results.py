@@ -287,11 +287,12 @@ class Fit:
         m = self.model.moments(self.theta)
         return {"moments": m, **to_levels(m, self.data.y_names, self.data.z_names)}
 
-    def h1(self, method: str = "em") -> ReferenceFit:
+    def h1(self, method: str = "auto") -> ReferenceFit:
         """The saturated model fitted to the same data (:mod:`mlmiss.estimation.saturated`):
-        ``method="em"`` (EM with its closed-form M-step, each step one gradient; what the
-        fit measures use) or ``"direct"`` (quasi-Newton on the Cholesky factors)."""
-        key = "h1" if method == "em" else f"h1-{method}"
+        ``method="auto"`` (a few EM steps, each one gradient, then L-BFGS; what the fit
+        measures use), ``"em"`` (EM to the end) or ``"direct"`` (L-BFGS on the Cholesky
+        factors)."""
+        key = "h1" if method == "auto" else f"h1-{method}"
         return self._cached(key, lambda: _warn_unless_converged(
             fit_saturated(self.problem, method), "h1 (saturated) model"))
 

@@ -291,11 +291,11 @@ def test_estep_kernels_match_the_rowwise_estep(name):
 
 @pytest.mark.parametrize("name", ["demo_twolevel_missing", "paper_like", "singular_between"])
 def test_saturated_em_reaches_the_direct_fit_and_lavaan(lavaan_fit, name):
-    """h1 by EM (closed-form M-step, E-step from the gradient; the default) against the
+    """h1 by EM (closed-form M-step, E-step from the gradient) against the
     direct quasi-Newton fit and lavaan's unrestricted log-likelihood; observed: equal to
     1e-13 relative to N, moments to 1e-7."""
     ref, fit = lavaan_fit(name)
-    direct, em = fit.h1(method="direct"), fit.h1()
+    direct, em = fit.h1(method="direct"), fit.h1(method="em")
     assert em.converged and em.estimate.optimizer == "em" and em.estimate.e_steps > 0
     assert abs(em.loglik - direct.loglik) <= 1e-9 * fit.nobs
     assert em.loglik >= ref["fit"]["fit_measures"]["unrestricted.logl"] - 1e-6

@@ -11,11 +11,13 @@ fits it by EM instead, whose M-step is closed-form here (:mod:`.em.saturated`).
 
 from __future__ import annotations
 
+import warnings
 from functools import cached_property
 
 import numpy as np
 
 from ..data.levels import from_levels, gradient_between_cov
+from ..errors import ConvergenceWarning
 from ..likelihood import loglik_and_gradient
 from ..model.partable import parameter_table
 from ..model.start import level_statistics
@@ -60,7 +62,11 @@ def saturated_start(partable, data) -> np.ndarray:
     return theta
 
 
-H1_METHODS = ("direct", "em")
+H1_METHODS = ("auto", "direct", "em")
+#: EM steps of the "auto" h1 fit before L-BFGS takes over: EM gains most at first and
+#: slows down where the between part holds little information (a 150-cluster CFA: 81
+#: SQUAREM cycles, 0.45 s, against 0.06 s for 10 cycles and L-BFGS)
+H1_EM_STEPS = 10
 
 
 def saturated_problem(data, between_mask) -> Problem:
@@ -71,23 +77,29 @@ def saturated_problem(data, between_mask) -> Problem:
                                                     both + list(data.z_names))), data)
 
 
-def fit_saturated(problem, method: str = "em") -> ReferenceFit:
+def fit_saturated(problem, method: str = "auto") -> ReferenceFit:
     """Fit the unrestricted model to ``problem``'s data (same variables, same rows).
 
-    In moment space first (:class:`SaturatedProblem`): by EM with the closed-form
-    M-step, each step one gradient (:mod:`.em.saturated`; 0.03 s for paper_like's 202
-    parameters), or with ``method="direct"`` by L-BFGS on the Cholesky factors (0.1 s);
-    should that not converge, as a model from
+    In moment space first (:class:`SaturatedProblem`), by ``method``: "em", EM with the
+    closed-form M-step, each step one gradient (:mod:`.em.saturated`); "direct", L-BFGS
+    on the Cholesky factors; "auto" (the default), at most :data:`H1_EM_STEPS` EM
+    cycles, then L-BFGS from there (paper_like's 202 parameters: 0.04 s, against 0.04 s
+    by EM and 0.1 s by L-BFGS alone). Should that not converge, as a model from
     :func:`saturated_syntax` with the trust-region optimizer."""
     if method not in H1_METHODS:
         raise ValueError(f"unknown h1 method {method!r}; use one of {H1_METHODS}")
     data = problem.data
     between = problem.model.between_mask
     direct = SaturatedProblem(data, between)
-    if method == "em":
-        estimate = optimize(direct, direct.start(), "em", label="h1 model")
-    else:
-        estimate = optimize(direct, direct.start(), "L-BFGS-B", maxiter=5000, gtol=1e-10,
+    start = direct.start()
+    if method != "direct":
+        limit = {"em_iter_max": H1_EM_STEPS} if method == "auto" else {}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)   # L-BFGS goes on from there
+            estimate = optimize(direct, start, "em", label="h1 model", em_options=limit)
+        start = estimate.theta
+    if method == "direct" or (method == "auto" and not estimate.converged):
+        estimate = optimize(direct, start, "L-BFGS-B", maxiter=5000, gtol=1e-10,
                             label="h1 model")
     if estimate.converged:
         return ReferenceFit(direct, estimate, problem.covariate_loglik)

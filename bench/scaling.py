@@ -152,9 +152,16 @@ def merge_rows(new: list[dict], fresh: bool):
     frame = pd.DataFrame(new).reindex(columns=COLUMNS)
     path = RESULTS / "scaling.csv"
     if path.exists() and not fresh:
-        old = pd.read_csv(path)
+        old = pd.read_csv(path).reindex(columns=COLUMNS)
+        # a rerun without --lavaan keeps lavaan's earlier times at the same J
+        lavaan = [c for c in COLUMNS if c.startswith("lavaan")]
+        earlier = old.set_index("J")[lavaan]
+        frame[lavaan] = frame[lavaan].astype(object)
+        for i, row in frame.iterrows():
+            if pd.isna(row["lavaan_status"]) and row["J"] in earlier.index:
+                frame.loc[i, lavaan] = earlier.loc[row["J"]].to_numpy()
         old = old[~old["J"].isin(frame["J"])]
-        frame = pd.concat([old.reindex(columns=COLUMNS), frame], ignore_index=True)
+        frame = pd.concat([old, frame], ignore_index=True)
     return frame.sort_values("J").reset_index(drop=True)
 
 

@@ -37,7 +37,6 @@ os.environ.update(THREAD_VARIABLES)
 import argparse  # noqa: E402
 import json  # noqa: E402
 import resource  # noqa: E402
-import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -71,19 +70,11 @@ def repeats_for(J: int) -> int:
     return 3
 
 
-def median_seconds(f, n: int) -> float:
-    times = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        f()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 # --------------------------------------------------------------------------- one J
 def worker(J: int, fit: bool, csv_out: str | None) -> dict:
     """Everything measured at one J, in this (fresh) process."""
     import mlmiss
+    from lavaan_side_by_side import median_seconds
 
     model = json.loads(PAPER_LIKE_JSON.read_text())["case"]["model"]
     df = mlmiss.datasets.paper_example(n_clusters_per_size=J // 4)

@@ -9,9 +9,13 @@ from conftest import LAVAAN_DIR, load_case
 import mlmiss
 from mlmiss.estimation.baseline import baseline_syntax
 from mlmiss.estimation.build import build_problem
-from mlmiss.estimation.independence import normal_fiml, random_intercepts, cluster_summaries
-from mlmiss.estimation.independence import independence_theta
+from mlmiss.estimation.independence import (
+    independence_theta,
+    normal_fiml,
+    random_intercepts,
+)
 from mlmiss.estimation.optimizers import optimize
+from mlmiss.model.start import cluster_summaries
 
 
 def _baseline(name, fixed_x):

@@ -44,7 +44,10 @@ RESTARTS = 2
 def between_eigenvalues(moments) -> np.ndarray:
     """The eigenvalues of the joint between covariance, ascending (NaN for a wild
     trial step with non-finite moments)."""
-    joint = between_cov(moments)
+    return _eigenvalues(between_cov(moments))
+
+
+def _eigenvalues(joint) -> np.ndarray:
     if not np.all(np.isfinite(joint)):
         return np.full(joint.shape[0], np.nan)
     return np.linalg.eigvalsh(joint)
@@ -59,7 +62,7 @@ def between_is_psd(moments) -> bool:
             return True
         except np.linalg.LinAlgError:
             pass
-    values = between_eigenvalues(moments)
+    values = _eigenvalues(joint)
     return values.size == 0 or bool(values[0] >= -PSD_TOLERANCE * max(abs(values[-1]), 1e-300))
 
 

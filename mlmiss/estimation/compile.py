@@ -47,13 +47,9 @@ def _tiny():
 def _stage_arrays(data, moments):
     """Stages 1-2 (:class:`.engine.Stages`) as zeros of the shapes and types the engine
     makes, so the cluster kernels compile without the pattern kernels."""
-    p, nb, k = data.n_y, moments.between_index.size, data.n_z
-    n_pat, n_q = data.level1.n_patterns, data.level2.observed.shape[0]
-    z = np.zeros
-    return engine.Stages(z((p, p)), 0.0, z((n_pat, nb, p)), z((n_pat, nb * nb)), z((n_pat, nb)),
-                         z((n_q, k, k)), z(n_q), z((n_q, nb, k)), z((n_q, nb, nb)),
-                         z((n_q, nb, nb)), z(n_q, np.int64), z((n_q, nb, nb)), z(n_q),
-                         z((n_q, nb, k)))
+    p = data.n_y
+    level1, level2 = engine.pattern_buffers(data, moments.between_index.size, np.zeros)
+    return engine.Stages(np.zeros((p, p)), 0.0, *level1, *level2)
 
 
 def _compile_patterns(data, moments):
@@ -71,13 +67,13 @@ def _compile_terms(data, moments):
 def _compile_scores(data, moments):
     st = _stage_arrays(data, moments)
     l1, l2 = data.level1, data.level2
-    p, nb, k, n_pat = data.n_y, moments.between_index.size, data.n_z, l1.n_patterns
-    pat_c, pat_r, pat_y = np.zeros((n_pat, nb)), np.zeros((n_pat, nb, p)), np.zeros((n_pat, nb * nb))
+    p = data.n_y
+    scores = engine.score_buffers(data, moments.between_index.size, np.zeros)
+    pat_c, pat_r, pat_y = scores[:3]
     clusters.cluster_scores(moments.mu_z, data.z, l2.cluster_pattern, st.zinv, st.zlogdet, st.h,
                             st.s_bz, st.r_bz, st.rank_bz, st.s_inv, st.s_logdet,
                             l1.cluster_pair_ptr, l1.pair_pattern, l1.pair_freq, l1.pair_sum,
-                            st.wb, st.wbb, st.wmub, l2.freq, pat_c, pat_r, pat_y, np.empty(k),
-                            np.empty((k, k)), np.empty((nb, k)), np.empty((nb, nb)))
+                            st.wb, st.wbb, st.wmub, l2.freq, *scores)
     within.within_backward(moments.mu_y, st.omega_w + np.eye(p), moments.between_index,
                            l1.tree_var, l1.tree_depth, l1.tree_pattern, l1.freq,
                            l1.pattern_sum, l1.pattern_sumsq, pat_c, pat_r, pat_y,

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..model.start import cluster_summaries
+
 #: EM iterations of a block of covariates, and the change of its estimates (relative to
 #: the variances) at which it stops
 EM_ITERATIONS = 500
@@ -29,25 +31,6 @@ EM_TOLERANCE = 1e-12
 #: at round-off)
 NEWTON_ITERATIONS = 50
 STEP_TOLERANCE = 1e-9
-
-
-def cluster_summaries(y, row_cluster, n_clusters):
-    """Per cluster and column (J x P): the number of available values, their mean
-    (NaN where none) and their sum of squared deviations from it."""
-    observed = ~np.isnan(y)
-    filled = np.where(observed, y, 0.0)
-    p = y.shape[1]
-    counts = np.empty((n_clusters, p))
-    sums = np.empty((n_clusters, p))
-    squares = np.empty((n_clusters, p))
-    for c in range(p):
-        counts[:, c] = np.bincount(row_cluster, observed[:, c], n_clusters)
-        sums[:, c] = np.bincount(row_cluster, filled[:, c], n_clusters)
-        squares[:, c] = np.bincount(row_cluster, filled[:, c] ** 2, n_clusters)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means = sums / counts
-    within = np.where(counts > 0, squares - counts * np.where(counts > 0, means, 0.0) ** 2, 0.0)
-    return counts, means, np.maximum(within, 0.0)
 
 
 def random_intercepts(counts, means, within):

@@ -232,9 +232,8 @@ def _trust_krylov(f_and_grad, grad, theta0, maxiter, gtol, clock):
     as an accepted step's gradient is below :data:`KRYLOV_STOP`."""
     from scipy.optimize import minimize
 
-    cache = {}
     largest = {}
-    recent = {}   # the last evaluated gradients: hessp's base point is one of them
+    recent = {}   # the last gradients evaluated: hessp's base point is one of them
 
     def evaluate(theta):
         value, g = f_and_grad(theta)
@@ -266,11 +265,10 @@ def _trust_krylov(f_and_grad, grad, theta0, maxiter, gtol, clock):
         if norm == 0.0:
             return np.zeros_like(v)
         key = theta.tobytes()
-        if key not in cache:
-            cache.clear()
-            cache[key] = recent[key] if key in recent else grad(theta)
+        if key not in recent:
+            recent[key] = grad(theta)
         eps = 1e-7 * max(1.0, np.linalg.norm(theta)) / norm
-        return (grad(theta + eps * v) - cache[key]) / eps
+        return (grad(theta + eps * v) - recent[key]) / eps
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # scipy's notes on inexact trust-region solves

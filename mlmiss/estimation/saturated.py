@@ -95,7 +95,8 @@ def fit_saturated(problem, method: str = "auto") -> ReferenceFit:
     if method != "direct":
         limit = {"em_iter_max": H1_EM_STEPS} if method == "auto" else {}
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)   # L-BFGS goes on from there
+            if method == "auto":   # capped on purpose: L-BFGS goes on from there
+                warnings.simplefilter("ignore", ConvergenceWarning)
             estimate = optimize(direct, start, "em", label="h1 model", em_options=limit)
         start = estimate.theta
     if method == "direct" or (method == "auto" and not estimate.converged):

@@ -54,6 +54,26 @@ class Stages(NamedTuple):
     s_inv_h: np.ndarray
 
 
+def pattern_buffers(data, nb, alloc=np.empty):
+    """The arrays stages 1 and 2 fill, made by ``alloc``: per level-1 pattern (wb, wbb,
+    wmub) and per level-2 pattern (zinv, zlogdet, h, s_bz, r_bz, rank_bz, s_inv,
+    s_logdet, s_inv_h)."""
+    p, n_pat = data.n_y, data.level1.n_patterns
+    n_q, k = data.level2.observed.shape
+    return ((alloc((n_pat, nb, p)), alloc((n_pat, nb * nb)), alloc((n_pat, nb))),
+            (alloc((n_q, k, k)), alloc(n_q), alloc((n_q, nb, k)), alloc((n_q, nb, nb)),
+             alloc((n_q, nb, nb)), alloc(n_q, np.int64), alloc((n_q, nb, nb)), alloc(n_q),
+             alloc((n_q, nb, k))))
+
+
+def score_buffers(data, nb, alloc=np.empty):
+    """The arrays :func:`.clusters.cluster_scores` fills: per level-1 pattern (pat_c,
+    pat_r, pat_y), and the level-2 gradient (mu_z, sigma_zz, sigma_yz, sigma_b)."""
+    p, k, n_pat = data.n_y, data.n_z, data.level1.n_patterns
+    return (alloc((n_pat, nb)), alloc((n_pat, nb, p)), alloc((n_pat, nb * nb)), alloc(k),
+            alloc((k, k)), alloc((nb, k)), alloc((nb, nb)))
+
+
 def pattern_stages(data, moments):
     """Stages 1 (level-1 patterns) and 2 (level-2 patterns); None if sigma_w or
     sigma_zz (or one of their observed blocks) is not positive definite."""
@@ -62,25 +82,13 @@ def pattern_stages(data, moments):
     omega_w, logdet_w = cholesky_inverse(moments.sigma_w)
     if omega_w is None:
         return None
-    p, nb, n_pat = data.n_y, bidx.size, l1.n_patterns
-    wb = np.empty((n_pat, nb, p))
-    wbb = np.empty((n_pat, nb * nb))
-    wmub = np.empty((n_pat, nb))
+    (wb, wbb, wmub), (zinv, zlogdet, h, s_bz, r_bz, rank_bz, s_inv, s_logdet,
+                      s_inv_h) = pattern_buffers(data, bidx.size)
     within = within_forward(moments.mu_y, omega_w, logdet_w, bidx, l1.tree_var, l1.tree_depth,
                             l1.tree_pattern, l1.freq, l1.pattern_sum, l1.pattern_sumsq,
                             wb, wbb, wmub)
     if np.isnan(within):
         return None
-    n_q, k = l2.observed.shape
-    zinv = np.empty((n_q, k, k))
-    zlogdet = np.empty(n_q)
-    h = np.empty((n_q, nb, k))
-    s_bz = np.empty((n_q, nb, nb))
-    r_bz = np.empty((n_q, nb, nb))
-    rank_bz = np.empty(n_q, np.int64)
-    s_inv = np.empty((n_q, nb, nb))
-    s_logdet = np.empty(n_q)
-    s_inv_h = np.empty((n_q, nb, k))
     if not between_patterns(moments.sigma_b, moments.sigma_zz, moments.sigma_yz, bidx, l2.observed,
                             zinv, zlogdet, h, s_bz, r_bz, rank_bz, s_inv, s_logdet, s_inv_h):
         return None
@@ -157,15 +165,8 @@ def loglik_and_gradient(data, moments):
     st = pattern_stages(data, moments)
     if st is None:
         return -np.inf, None
-    p, nb, k = data.n_y, bidx.size, data.n_z
-    n_pat = l1.n_patterns
-    pat_c = np.empty((n_pat, nb))
-    pat_r = np.empty((n_pat, nb, p))
-    pat_y = np.empty((n_pat, nb * nb))
-    g_mu_z = np.empty(k)
-    g_szz = np.empty((k, k))
-    g_syz = np.empty((nb, k))
-    g_sb = np.empty((nb, nb))
+    p, k = data.n_y, data.n_z
+    pat_c, pat_r, pat_y, g_mu_z, g_szz, g_syz, g_sb = score_buffers(data, bidx.size)
     between = cluster_scores(moments.mu_z, data.z, l2.cluster_pattern, st.zinv, st.zlogdet, st.h,
                              st.s_bz, st.r_bz, st.rank_bz, st.s_inv, st.s_logdet,
                              l1.cluster_pair_ptr, l1.pair_pattern, l1.pair_freq, l1.pair_sum,

@@ -175,6 +175,16 @@ def _inverse_if_positive_definite(matrix):
     return inverse if np.all(np.isfinite(inverse)) else None
 
 
+def cap_reached(iterations, em_iter_max, began, max_seconds) -> str:
+    """Why an EM iteration stops short ("" while it may go on): its iteration cap or its
+    time limit."""
+    if iterations >= em_iter_max:
+        return f"stopped at em_iter_max = {em_iter_max}"
+    if max_seconds is not None and time.perf_counter() - began > max_seconds:
+        return f"stopped at the time limit of {max_seconds:g} s"
+    return ""
+
+
 def fit_em(problem, theta0, em_iter_max: int = 10000, em_fx_tol: float = 1e-10,
            em_dx_tol: float = 1e-7, em_accel: str | None = "squarem",
            max_seconds: float | None = None, verbose: bool | None = None,
@@ -219,11 +229,8 @@ def fit_em(problem, theta0, em_iter_max: int = 10000, em_fx_tol: float = 1e-10,
             if grad_max <= em_dx_tol and abs(change) <= em_fx_tol:
                 message = "converged"
                 break
-            if iterations >= em_iter_max:
-                message = f"stopped at em_iter_max = {em_iter_max}"
-                break
-            if max_seconds is not None and time.perf_counter() - began > max_seconds:
-                message = f"stopped at the time limit of {max_seconds:g} s"
+            message = cap_reached(iterations, em_iter_max, began, max_seconds)
+            if message:
                 break
             if (len(history) > EM_STALL
                     and history[-EM_STALL - 1] - f <= EM_STALL_PROGRESS * abs(f)):

@@ -43,7 +43,12 @@ from ...progress import progress_bar
 from ...threads import one_blas_thread
 from ..boundary import INADMISSIBLE
 from ..constraints import kkt_remainder
-from .algorithm import M_STEP_RADIUS, EMSteps, _inverse_if_positive_definite
+from .algorithm import (
+    M_STEP_RADIUS,
+    EMSteps,
+    _inverse_if_positive_definite,
+    cap_reached,
+)
 
 #: Bentler et al.'s choices: xi_1 = (1, ..., 1), c_1 = 1, c_{j+1} = 1.5 c_j
 MULTIPLIER_START = 1.0
@@ -154,11 +159,8 @@ def fit_em_constrained(problem, constraints, theta0, em_iter_max: int = 10000,
             if kkt <= em_dx_tol and violation <= FEASIBLE:
                 message = "converged"
                 break
-            if iterations >= em_iter_max:
-                message = f"stopped at em_iter_max = {em_iter_max}"
-                break
-            if max_seconds is not None and time.perf_counter() - began > max_seconds:
-                message = f"stopped at the time limit of {max_seconds:g} s"
+            message = cap_reached(iterations, em_iter_max, began, max_seconds)
+            if message:
                 break
             stats = step.expected(theta)
             if stats is None:

@@ -259,6 +259,18 @@ def cholesky_inverse(a):
     return (None, logdet) if np.isnan(logdet) else (out, logdet)
 
 
+def padded_inverses(sigma, observed):
+    """Per missing pattern (rows of ``observed``, (n, P) bool): sigma[o, o]^{-1} embedded
+    in P x P with zeros elsewhere, (n, P, P). The unobserved rows and columns are
+    replaced by the identity's, so one batched inverse serves every pattern."""
+    observed = np.asarray(observed, dtype=bool)
+    both = observed[:, :, None] & observed[:, None, :]
+    eye = np.eye(sigma.shape[0], dtype=bool)
+    out = np.linalg.inv(np.where(both, sigma[None], eye[None].astype(float)))
+    out[~both] = 0.0
+    return out
+
+
 def inverse_update(sigma, omega, logdet, observed):
     """Padded inverse of sigma[o, o] and log|sigma[o, o]| from omega = sigma^{-1} (App. B.1)."""
     p = sigma.shape[0]

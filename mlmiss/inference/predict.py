@@ -52,6 +52,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..linalg import padded_inverses
+
 __all__ = ["PREDICT_TYPES", "cluster_posteriors", "completed_level1", "predict"]
 
 #: accepted ``type`` values ("ov" is "yhat", as in lavaan)
@@ -59,17 +61,6 @@ PREDICT_TYPES = ("lv", "yhat", "ov")
 
 
 # --------------------------------------------------------------------------- posteriors
-
-def _pattern_inverses(sigma_w, observed):
-    """Per level-1 pattern: Sigma_w[o, o]^-1 embedded in P x P (zeros elsewhere)."""
-    n_pat, p = observed.shape
-    out = np.zeros((n_pat, p, p))
-    for q in range(n_pat):
-        o = np.flatnonzero(observed[q])
-        if o.size:
-            out[q][np.ix_(o, o)] = np.linalg.inv(sigma_w[np.ix_(o, o)])
-    return out
-
 
 def cluster_posteriors(data, moments):
     """Posterior means given all the observed data, per cluster: (beta, z), beta the
@@ -81,7 +72,7 @@ def cluster_posteriors(data, moments):
     bidx = np.flatnonzero(moments.between_mask)
     nb = bidx.size
     mu_y, mu_z = moments.mu_y, moments.mu_z
-    inverses = _pattern_inverses(moments.sigma_w, lv1.observed)
+    inverses = padded_inverses(moments.sigma_w, lv1.observed)
     w_b = inverses[:, bidx, :]                       # (n_pat, nb, P)
     w_bb = w_b[:, :, bidx]
     freq = lv1.pair_freq.astype(float)

@@ -178,6 +178,13 @@ class Reparametrized(Objective):
         full = self.problem.gradient_of_moments(self.theta(z), g)
         return self.basis.T @ (self.d * full)
 
+    def loglik_hessian(self, z):
+        full = self.problem.loglik_hessian(self.theta(z))
+        if full is None:
+            return None
+        dk = self.d[:, None] * self.basis   # d theta / d z
+        return dk.T @ full @ dk
+
     @property
     def tangent(self) -> np.ndarray:
         """The directions theta may move in, in scaled parameters (theta / D)."""

@@ -14,10 +14,14 @@ from functools import cached_property
 import numpy as np
 
 from ..likelihood import cluster_logliks, loglik, loglik_and_gradient
+from ..likelihood.hessian import loglik_hessian
 from ..model.ram import TwoLevelModel, flatten_gradient
 from ..model.start import start_values
 from .boundary import INADMISSIBLE, between_is_psd
 from .scaling import parameter_scales
+
+#: relative step of the central differences of J(theta)' g (the moments' curvature)
+HESSIAN_STEP = 1e-5
 
 
 class Objective:
@@ -65,6 +69,12 @@ class Objective:
         (no admissible-region policy), or None: robust inference differentiates it."""
         return cluster_logliks(self.data, self.moments(theta))
 
+    def loglik_hessian(self, theta):
+        """The Hessian of the log-likelihood in theta, analytic, wherever the likelihood
+        is defined (no admissible-region policy); None where it is not, or where this
+        problem has no analytic form (then differences of the gradient serve)."""
+        return None
+
     def gradient(self, theta):
         """The gradient of the log-likelihood in theta, or None where it is -inf."""
         return self.loglik_and_gradient(theta)[1]
@@ -103,6 +113,20 @@ class Problem(Objective):
 
     def gradient_of_moments(self, theta, g):
         return self.model.jacobian(theta).T @ flatten_gradient(g)
+
+    def loglik_hessian(self, theta):
+        """J' H J along the model's Jacobian (:func:`mlmiss.likelihood.hessian.loglik_hessian`)
+        plus the curvature of the moments in theta paired with their gradient."""
+        theta = np.asarray(theta, dtype=float)
+        moments, jac = self.model.moments_and_jacobian(theta)
+        _, g = loglik_and_gradient(self.data, moments)
+        if g is None:
+            return None
+        data_part = loglik_hessian(self.data, moments, self.model.directions(jac))
+        if data_part is None:
+            return None
+        steps = HESSIAN_STEP * np.maximum(np.abs(theta), self.scales)
+        return data_part + self.model.curvature(theta, flatten_gradient(g), steps)
 
     @property
     def has_start_values(self) -> bool:

@@ -272,9 +272,21 @@ def cluster_hessian_chunk(j0, mu_y, mu_z, z, cluster_pattern, zinv, h, s_bz, r_b
     return n_j
 
 
-def _tr_pairs(x, y):
-    """[a, b] = tr(x_a y_b) for stacks of matrices x (T1, n, m) and y (T2, m, n)."""
-    return x.reshape(x.shape[0], -1) @ y.transpose(0, 2, 1).reshape(y.shape[0], -1).T
+def _pattern_terms(m, w, xi, n, cov, mean):
+    """The per-pattern part of a normal log-likelihood's second derivatives (-2 logl):
+    sum_p tr(M_p C_a W_p C_b) + 2 (C_a xi_p)' W_p m_b + 2 (C_b xi_p)' W_p m_a
+    + 2 n_p m_a' W_p m_b over covariance directions C (T, P, P) and mean directions m
+    (T, P), with W_p the pattern's padded inverse, xi_p its sum of W_p (y - mu) terms and
+    M_p (P x P) collecting its trace terms; as one matrix product over the patterns."""
+    n_pat, p = w.shape[0], w.shape[1]
+    t = cov.shape[0]
+    k4 = (m.reshape(n_pat, p * p).T @ w.reshape(n_pat, p * p)).reshape(p, p, p, p)
+    k4 = k4.transpose(1, 2, 3, 0).reshape(p * p, p * p)
+    cf = cov.reshape(t, p * p)
+    out = cf @ k4 @ cf.T
+    lt = np.tensordot(xi, w, axes=(0, 0)).transpose(1, 0, 2).reshape(p * p, p)
+    cross = cf @ lt @ mean.T
+    return out + 2.0 * (cross + cross.T + mean @ np.tensordot(n, w, axes=1) @ mean.T)
 
 
 def loglik_hessian(data, moments, directions: Directions):
@@ -303,7 +315,7 @@ def loglik_hessian(data, moments, directions: Directions):
     # S_a = dSigma_b - D_a H' - H dSigma_yz' (over the between variables)
     h = st.h
     syz = d.sigma_yz[:, bidx, :]
-    dd = syz[None] - np.einsum("qbk,tkl->qtbl", h, d.sigma_zz)
+    dd = syz[None] - h[:, None] @ d.sigma_zz[None]
     dh = dd @ st.zinv[:, None]
     sb = d.sigma_b[:, bidx][:, :, bidx]
     s_a = sb[None] - dd @ h.transpose(0, 2, 1)[:, None] - h[:, None] @ syz.transpose(0, 2, 1)
@@ -348,8 +360,8 @@ def loglik_hessian(data, moments, directions: Directions):
         hess -= s_flat[q] @ ke[q].reshape(nb * nb, nb * nb) @ s_flat[q].T
     hess[aw, :] -= cross
     hess[:, aw] -= cross.T
-    # per level-1 pattern (within directions and mu_y): M_p = -n W + 2 B_p + 2 X_p with
-    # B_p = W[:, B] Fbar_p W[B, :] and X_p the sum of x x' over the pattern's rows
+    # per level-1 pattern: M_p = 2 W (R_p + Fbar_p) W - n W, with R_p the sum of the
+    # rows' (r - Z c)(r - Z c)' and Fbar_p their clusters' F (X_p = W R_p W)
     mu = moments.mu_y
     n = l1.freq.astype(float)
     s = l1.pattern_sum
@@ -357,38 +369,26 @@ def loglik_hessian(data, moments, directions: Directions):
              + n[:, None, None] * np.outer(mu, mu)[None])
     rc = np.zeros((n_pat, p, p))
     rc[:, :, bidx] = pat_rc
-    cc = np.zeros((n_pat, p, p))
-    cc[:, bidx[:, None], bidx[None, :]] = pat_cc
-    inner += cc - rc - rc.transpose(0, 2, 1)
-    bmat = np.zeros((n_pat, p, p))
-    bmat[:, bidx[:, None], bidx[None, :]] = fbar
-    m_p = 2.0 * (w @ (inner + bmat) @ w) - n[:, None, None] * w
-    k4 = (m_p.reshape(n_pat, p * p).T @ w.reshape(n_pat, p * p)).reshape(p, p, p, p)
-    k4 = k4.transpose(1, 2, 3, 0).reshape(p * p, p * p)
-    ewf = ew.reshape(tw, p * p)
-    h_ww += ewf @ k4 @ ewf.T
+    inner -= rc + rc.transpose(0, 2, 1)
+    inner[:, bidx[:, None], bidx[None, :]] += pat_cc + fbar
+    m_p = 2.0 * (w @ inner @ w) - n[:, None, None] * w
     zc = np.zeros((n_pat, p))
     zc[:, bidx] = pat_c
-    xi = np.einsum("pab,pb->pa", w, s - n[:, None] * mu[None] - zc)
-    lt = np.einsum("pkm,pl->klm", w, xi).reshape(p * p, p)
-    mean_cross = ewf @ lt @ d.mu_y.T
-    hess[aw, :] += 2.0 * mean_cross
-    hess[:, aw] += 2.0 * mean_cross.T
-    hess += 2.0 * d.mu_y @ np.tensordot(n, w, axes=1) @ d.mu_y.T
+    xi = (w @ (s - n[:, None] * mu[None] - zc)[:, :, None])[:, :, 0]
+    hess += _pattern_terms(m_p, w, xi, n, d.sigma_w, d.mu_y)
     hess[np.ix_(aw, aw)] += h_ww
-    # z's marginal part and the curvature of S and H, per level-2 pattern
-    for q in range(n_q):
-        zq = st.zinv[q]
-        nq = float(l2.freq[q])
-        zs = zq[None] @ d.sigma_zz
-        hess -= nq * _tr_pairs(zs, zs)
-        hess += 2.0 * _tr_pairs(xz_outer[q][None] @ d.sigma_zz, zs)
-        vz = (d.sigma_zz @ xz_sum[q]) @ zq @ d.mu_z.T
-        hess += 2.0 * (vz + vz.T + nq * d.mu_z @ zq @ d.mu_z.T)
-        # <g_S, d2 S> = -2 tr(g_S D_a Z D_b'),  <G_H, d2 H> = -tr(G' D_a Z dSzz_b Z) - (a<->b)
-        c1 = (g_s[q][None] @ dd[q] @ zq).reshape(t_all, -1) @ dd[q].reshape(t_all, -1).T
-        mz = zq[None] @ d.sigma_zz @ zq @ g_h[q].T
-        c2 = _tr_pairs(dd[q], mz)
-        c3 = np.einsum("i,aik,bk->ab", g_bar[q], dh[q], d.mu_z)
-        hess -= c1 + c1.T + c2 + c2.T + c3 + c3.T
+    # z's marginal part, the same form with one "row" per cluster
+    nq = l2.freq.astype(float)
+    hess += _pattern_terms(2.0 * xz_outer - nq[:, None, None] * st.zinv, st.zinv, xz_sum, nq,
+                           d.sigma_zz, d.mu_z)
+    # the curvature of S and H: <g_S, d2 S> = -2 tr(g_S D_a Z D_b'),
+    # <G_H, d2 H> = -tr(G' D_a Z dSzz_b Z) - (a <-> b), and H's product with mu_z
+    if k and nb:
+        x1 = (g_s[:, None] @ dd @ st.zinv[:, None]).transpose(1, 0, 2, 3).reshape(t_all, -1)
+        ddf = dd.transpose(1, 0, 2, 3).reshape(t_all, -1)
+        mz = (st.zinv[:, None] @ d.sigma_zz[None] @ st.zinv[:, None] @ g_h.transpose(0, 2, 1)[:, None])
+        x2 = mz.transpose(1, 0, 3, 2).reshape(t_all, -1)
+        x3 = np.einsum("qi,qaik->ak", g_bar, dh)
+        curv = x1 @ ddf.T + ddf @ x2.T + x3 @ d.mu_z.T
+        hess -= curv + curv.T
     return -0.25 * (hess + hess.T)

@@ -52,6 +52,7 @@ import pandas as pd
 
 from ..data.moments import Moments
 from ..errors import ModelError
+from ..likelihood.hessian import Directions
 from .kernels import level_forward_into, level_jacobian_into
 
 OPS = ("=~", "~", "~~", "~1")
@@ -482,6 +483,48 @@ class TwoLevelModel:
         return self.moments_vector_and_jacobian(theta)[1]
 
     flatten_gradient = staticmethod(flatten_gradient)
+
+    def directions(self, jac) -> Directions:
+        """The columns of a Jacobian (n_moments, T) as T moment-space directions, the
+        form :func:`mlmiss.likelihood.hessian.loglik_hessian` reads."""
+        p, k = len(self.y_names), len(self.z_names)
+        t = jac.shape[1]
+        o = self.offsets
+
+        def block(name, shape):
+            size = int(np.prod(shape))
+            return np.ascontiguousarray(jac[o[name]:o[name] + size].T).reshape((t,) + shape)
+
+        return Directions(block("mu_y", (p,)), block("mu_z", (k,)), block("sigma_w", (p, p)),
+                          block("sigma_b", (p, p)), block("sigma_zz", (k, k)),
+                          block("sigma_yz", (p, k)))
+
+    @property
+    def nonlinear_parameters(self) -> np.ndarray:
+        """The parameters the moments are not linear in: those of B (loadings and
+        regressions); the moments are linear in Psi and alpha."""
+        pars = np.concatenate([lev.b_par for lev in self._levels])
+        return np.unique(pars).astype(np.int64)
+
+    def curvature(self, theta, g, steps) -> np.ndarray:
+        """sum_k g_k d^2 m_k / d theta^2 for a fixed vector g laid out like the moments
+        (a gradient with respect to them): the second-order part of the chain rule.
+
+        Only B's parameters make it nonzero; their columns come from central differences
+        (``steps``, one per parameter) of the analytic J(theta)' g, the rest by symmetry
+        (rows and columns of two linear parameters are exactly zero)."""
+        theta = self._theta(theta)
+        out = np.zeros((self.npar, self.npar))
+        for i in self.nonlinear_parameters:
+            up, down = theta.copy(), theta.copy()
+            up[i] += steps[i]
+            down[i] -= steps[i]
+            out[:, i] = (self.jacobian(up).T @ g - self.jacobian(down).T @ g) / (2.0 * steps[i])
+        nonlin = np.zeros(self.npar, dtype=bool)
+        nonlin[self.nonlinear_parameters] = True
+        out[np.ix_(nonlin, ~nonlin)] = out[np.ix_(~nonlin, nonlin)].T
+        return 0.5 * (out + out.T)
+
 
     def theta_gradient(self, theta, g: Moments) -> np.ndarray:
         """Chain rule: J(theta)' flatten(g) for a gradient g with respect to the moments."""

@@ -163,8 +163,8 @@ class Fit:
         return [names[i] for i in range(1, int(self.partable.npar) + 1)]
 
     def information(self) -> np.ndarray:
-        """The observed information at the estimates: the Hessian of -logl, from central
-        differences of the analytic gradient (NaN where no admissible step exists)."""
+        """The observed information at the estimates: the Hessian of -logl, analytic
+        (:func:`mlmiss.inference.vcov.observed_information`)."""
         return self._cached("information", lambda: observed_information(self.problem, self.theta))
 
     def checks(self) -> FitChecks:

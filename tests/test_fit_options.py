@@ -132,10 +132,11 @@ def test_one_sided_differences_at_the_edge():
     assert np.all(np.isnan(h))
 
 
-def test_standard_errors_near_the_edge_are_one_sided(lavaan_fit):
-    """The covariate x1's variance set just above zero (its covariances at zero): the
-    step below it is inadmissible, so its information column is a forward difference
-    (before, a zero gradient was used there)."""
+def test_standard_errors_near_the_edge(lavaan_fit):
+    """The covariate x1's variance set just above zero (its covariances at zero): a
+    step of 1e-6 below it is inadmissible, which the analytic information does not need
+    (before it, the column was a forward difference). It must match central differences
+    at a step the edge allows."""
     ref, fit = lavaan_fit("demo_twolevel_missing")
     table = fit.partable.table
 
@@ -156,11 +157,13 @@ def test_standard_errors_near_the_edge_are_one_sided(lavaan_fit):
 
     info = observed_information(problem, theta)
     assert np.all(np.isfinite(info))
-    up = theta.copy()
-    up[index] += 1e-6
-    forward = -(problem.gradient(up) - problem.gradient(theta)) / 1e-6
-    column = info[:, index]
-    np.testing.assert_allclose(column, forward, rtol=1e-3, atol=1e-3 * np.max(np.abs(forward)))
+    step = 1e-11
+    up, down = theta.copy(), theta.copy()
+    up[index] += step
+    down[index] -= step
+    central = -(problem.gradient(up) - problem.gradient(down)) / (2 * step)
+    np.testing.assert_allclose(info[:, index], central, rtol=1e-4,
+                               atol=1e-4 * np.max(np.abs(central)))
 
 
 def test_singular_information_warns(missing_case):

@@ -1,9 +1,9 @@
 """The covariance matrix of the estimates from the observed information.
 
 lavaan's default with missing data: the information is the Hessian of -logl at the
-estimates, here from central differences of the analytic gradient
-(:func:`mlmiss.likelihood.information.hessian_from_gradient`), and the covariance
-matrix is its inverse. Where that cannot be trusted the user is told, as lavaan does:
+estimates, here analytic (``problem.loglik_hessian``, ``docs/hessian.md``; central
+differences of the gradient, :func:`mlmiss.likelihood.information.hessian_from_gradient`,
+for problems without it), and the covariance matrix is its inverse. Where that cannot be trusted the user is told, as lavaan does:
 an :class:`mlmiss.errors.InformationWarning` when the information is singular (a
 symptom of a model that is not identified) or not positive definite (the estimates are
 not at a maximum), and NaN standard errors for the parameters whose second

@@ -1,8 +1,9 @@
 """Second derivatives by central differences of an analytic gradient.
 
 With the gradient exact, each column costs two gradient evaluations and the error is
-O(h^2) with no cancellation of function values: the observed information of lavaan's
-default standard errors, and the curvature the trust-region optimizer uses.
+O(h^2) with no cancellation of function values: the curvature the trust-region
+optimizer uses, and the observed information of problems without an analytic Hessian
+(:mod:`.hessian` has it for a model's problem).
 
 Near the edge of the admissible region a step may land where the log-likelihood is
 -inf and there is no gradient (``gradient`` returns None): that column then comes from

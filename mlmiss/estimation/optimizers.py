@@ -82,11 +82,15 @@ def optimize(problem, theta0, optimizer: str = "auto", maxiter: int = 1000,
         return None if g is None else -g * scales / n
 
     def hess(u):
-        # only steers the trust region: a column with no admissible step is left at 0,
-        # and an inadmissible proposal (f = 1e20, to be rejected) gets the identity
+        # analytic where the problem has it; else forward differences, which only steer
+        # the trust region: a column with no admissible step is left at 0. An
+        # inadmissible proposal (f = 1e20, to be rejected) gets the identity
         at = scaled_gradient(u)
         if at is None:
             return np.eye(u.size)
+        exact = problem.loglik_hessian(scales * u)
+        if exact is not None and np.all(np.isfinite(exact)):
+            return -exact * np.outer(scales, scales) / n
         return np.nan_to_num(hessian_from_gradient(scaled_gradient, u, central=False, at=at))
 
     u0 = np.asarray(theta0, dtype=float) / scales

@@ -8,15 +8,15 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import CASES, LAVAAN_DIR
 from hypothesis import HealthCheck, given, settings
+from synthetic import random_case, with_smallest_between_eigenvalue
+from test_gradient import FIELDS, INDEFINITE_CASES, cases, random_direction, shifted
 
 import mlmiss
-from conftest import CASES, LAVAAN_DIR
 from mlmiss.estimation.constraints import Reparametrized
 from mlmiss.likelihood.hessian import Directions, loglik_hessian
 from mlmiss.likelihood.information import hessian_from_gradient
-from synthetic import random_case, with_smallest_between_eigenvalue
-from test_gradient import FIELDS, INDEFINITE_CASES, cases, random_direction, shifted
 
 FITTED = [c for c in CASES if c != "demo_twolevel_fixedx"]
 

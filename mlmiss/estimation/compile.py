@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ..data import Moments, TwoLevelData
-from ..likelihood import clusters, engine, within
+from ..likelihood import clusters, engine, hessian, within
 from ..model import kernels as model_kernels
 
 #: the environment switch, and what turns it off
@@ -80,6 +80,17 @@ def _compile_scores(data, moments):
                            np.empty((p, p)), np.empty(p))
 
 
+def _compile_hessian(data, moments):
+    st = _stage_arrays(data, moments)
+    p, k = data.n_y, data.n_z
+    rng = np.random.default_rng(0)
+    sym = rng.normal(size=(2, p, p))
+    directions = hessian.Directions(rng.normal(size=(2, p)), rng.normal(size=(2, k)),
+                                    sym + sym.transpose(0, 2, 1), np.zeros((2, p, p)),
+                                    np.ones((2, k, k)), np.zeros((2, p, k)))
+    hessian.hessian_from_stages(data, moments, st, directions)
+
+
 def _compile_model(data, moments):
     # a level with a latent variable and a regression: every entry type of the RAM
     # Jacobian (imported here: the model layer's parser is not needed otherwise)
@@ -94,12 +105,12 @@ def _compile_model(data, moments):
 
 
 #: the two groups, of about equal compile time (seconds measured on a cold cache:
-#: patterns 2.5 + terms 2.6 + model 1.7; scores 3.2 + backward 1.3)
+#: patterns 2.5 + terms 2.6 + model 1.7; scores 3.2 + backward 1.3 + hessian HESS)
 GROUPS = {"first": (_compile_patterns, _compile_terms, _compile_model),
-          "second": (_compile_scores,)}
+          "second": (_compile_scores, _compile_hessian)}
 #: kernels whose cache files tell whether the cache is warm
 _PROBES = (clusters.cluster_scores, clusters.cluster_terms, within.within_backward,
-           model_kernels.level_jacobian_into)
+           model_kernels.level_jacobian_into, hessian.cluster_hessian_chunk)
 
 
 def cache_is_cold() -> bool:

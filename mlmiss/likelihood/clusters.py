@@ -387,6 +387,43 @@ def cluster_f_into(aj, s, r_fac, rank, s_inv, s_logdet, f, work):
 
 
 @njit(cache=True, fastmath=FAST)
+def cluster_score_vectors(aj, f, pj, g, ag, p_ag, af, e_mat, cvec, bvec):
+    """Cluster j's scores from A_j, F_j, p_j and g_j, into buffers: ag = A g,
+    p_ag = p - A g, af = A F, E = A - A F A (formed per cluster: the shortcut
+    n_q S^{-1} - S^{-1} (sum F) S^{-1} lost digits when S was ill conditioned),
+    c = g + F (p - A g) and b = p - A c."""
+    nb = aj.shape[0]
+    for e in range(nb):
+        t = 0.0
+        for c in range(nb):
+            t += aj[e, c] * g[c]
+        ag[e] = t
+        p_ag[e] = pj[e] - t
+    for e in range(nb):
+        for c in range(nb):
+            t = 0.0
+            for d in range(nb):
+                t += aj[e, d] * f[d, c]
+            af[e, c] = t
+    for e in range(nb):
+        for c in range(nb):
+            t = aj[e, c]
+            for d in range(nb):
+                t -= af[e, d] * aj[d, c]
+            e_mat[e, c] = t
+    for e in range(nb):
+        t = g[e]
+        for c in range(nb):
+            t += f[e, c] * p_ag[c]
+        cvec[e] = t
+    for e in range(nb):
+        t = pj[e]
+        for c in range(nb):
+            t -= aj[e, c] * cvec[c]
+        bvec[e] = t
+
+
+@njit(cache=True, fastmath=FAST)
 def cluster_scores(mu_z, z, cluster_pattern, zinv, zlogdet, h, s_bz,
                    r_bz, rank_bz, s_inv, s_logdet, cluster_pair_ptr, pair_pattern, pair_freq,
                    pair_sum, wb, wbb, wmub, freq_q, pat_c, pat_r, pat_y, g_mu_z, g_szz, g_syz,
@@ -413,6 +450,7 @@ def cluster_scores(mu_z, z, cluster_pattern, zinv, zlogdet, h, s_bz,
     dz = np.empty(k)
     g = np.empty(nb)
     af = np.empty((nb, nb))
+    e_mat = np.empty((nb, nb))
     work = np.empty((4, nb, nb))
     ag = np.empty(nb)
     bvec = np.empty(nb)
@@ -439,14 +477,9 @@ def cluster_scores(mu_z, z, cluster_pattern, zinv, zlogdet, h, s_bz,
         logdet_m = cluster_f_into(aj, s_bz[q], r_bz[q], rank_bz[q], s_inv[q], s_logdet[q], f, work)
         if np.isnan(logdet_m):
             return np.nan
-        # A g and the quadratic forms: p'M^{-1}Sp = p'Fp, p'M^{-1}g = p'g - p'F A g,
+        cluster_score_vectors(aj, f, pj, g, ag, tmp, af, e_mat, cvec, bvec)
+        # the quadratic forms: p'M^{-1}Sp = p'Fp, p'M^{-1}g = p'g - p'F A g,
         # g'A M^{-1} g = g'E g = g'A g - (A g)'F (A g)
-        for e in range(nb):
-            t = 0.0
-            for c in range(nb):
-                t += aj[e, c] * g[c]
-            ag[e] = t
-            tmp[e] = pj[e] - t  # p - A g
         pfp = 0.0
         pg = 0.0
         pfag = 0.0
@@ -464,31 +497,10 @@ def cluster_scores(mu_z, z, cluster_pattern, zinv, zlogdet, h, s_bz,
             gag += g[e] * ag[e]
             pg += pj[e] * g[e]
         total += zlogdet[q] + logdet_m + qzz_a + (gag - agfag) - 2.0 * (pg - pfag) - pfp
-        # E = A - A F A, summed per level-2 pattern (formed per cluster: the shortcut
-        # n_q S^{-1} - S^{-1} (sum F) S^{-1} lost digits when S was ill conditioned)
+        # E summed per level-2 pattern; u_z = Sigma^zz delta_z - H' b
         for e in range(nb):
             for c in range(nb):
-                t = 0.0
-                for d in range(nb):
-                    t += aj[e, d] * f[d, c]
-                af[e, c] = t
-        for e in range(nb):
-            for c in range(nb):
-                t = aj[e, c]
-                for d in range(nb):
-                    t -= af[e, d] * aj[d, c]
-                e_sum[q, e, c] += t
-        # scores: c = g + F (p - A g), b = p - A c, u_z = Sigma^zz delta_z - H' b
-        for e in range(nb):
-            t = g[e]
-            for c in range(nb):
-                t += f[e, c] * tmp[c]
-            cvec[e] = t
-        for e in range(nb):
-            t = pj[e]
-            for c in range(nb):
-                t -= aj[e, c] * cvec[c]
-            bvec[e] = t
+                e_sum[q, e, c] += e_mat[e, c]
         for a in range(k):
             t = uz[a]
             for e in range(nb):

@@ -28,7 +28,7 @@ import numpy as np
 from numba import njit
 
 from ..linalg import FAST, padded_inverses
-from .clusters import cluster_blocks, cluster_f_into
+from .clusters import cluster_blocks, cluster_f_into, cluster_score_vectors
 from .engine import pattern_stages
 
 #: clusters per chunk of the cluster stage (its buffers grow with it)
@@ -52,18 +52,12 @@ def _factor_within(ew):
     """sigma_w directions as sums of lam u u' (eigenvectors with nonzero eigenvalues):
     (u (P, R), lam (R), owner (R): which direction each column belongs to). A model's
     directions are of rank 2 (u v' + v u'), so this keeps per-pattern work small."""
-    us, lams, owners = [], [], []
-    for a, mat in enumerate(ew):
-        values, vectors = np.linalg.eigh(mat)
-        keep = np.abs(values) > 1e-14 * max(np.abs(values).max(), 1e-300)
-        us.append(vectors[:, keep])
-        lams.append(values[keep])
-        owners.append(np.full(int(keep.sum()), a, np.int64))
-    p = ew.shape[1]
-    if not us:
-        return np.zeros((p, 0)), np.zeros(0), np.zeros(0, np.int64)
-    return (np.ascontiguousarray(np.concatenate(us, axis=1)), np.concatenate(lams),
-            np.concatenate(owners))
+    values, vectors = np.linalg.eigh(ew)
+    top = np.abs(values).max(axis=1, initial=0.0, keepdims=True)
+    keep = np.abs(values) > 1e-14 * np.maximum(top, 1e-300)
+    owner, column = np.nonzero(keep)
+    return (np.ascontiguousarray(vectors[owner, :, column].T), values[owner, column],
+            owner.astype(np.int64))
 
 
 @njit(cache=True, fastmath=FAST)
@@ -113,6 +107,7 @@ def cluster_hessian_chunk(j0, mu_y, mu_z, z, cluster_pattern, zinv, h, s_bz, r_b
     cvec = np.empty(nb)
     bvec = np.empty(nb)
     tmp = np.empty(nb)
+    ag = np.empty(nb)
     dvec = np.empty(p)
     xi = np.empty(p)
     gam = np.empty((nb, nb, tw))
@@ -128,34 +123,9 @@ def cluster_hessian_chunk(j0, mu_y, mu_z, z, cluster_pattern, zinv, h, s_bz, r_b
         if np.isnan(cluster_f_into(aj, s_bz[q], r_bz[q], rank_bz[q], s_inv[q], s_logdet[q], f,
                                    work)):
             return -1
-        # c = g + F (p - A g), b = p - A c, AF, E = A - A F A, N = I - F A
-        for e in range(nb):
-            s = 0.0
-            for c in range(nb):
-                s += aj[e, c] * g[c]
-            tmp[e] = pj[e] - s
-        for e in range(nb):
-            s = g[e]
-            for c in range(nb):
-                s += f[e, c] * tmp[c]
-            cvec[e] = s
-        for e in range(nb):
-            s = pj[e]
-            for c in range(nb):
-                s -= aj[e, c] * cvec[c]
-            bvec[e] = s
+        cluster_score_vectors(aj, f, pj, g, ag, tmp, af, ee, cvec, bvec)
         for e in range(nb):
             for c in range(nb):
-                s = 0.0
-                for d in range(nb):
-                    s += aj[e, d] * f[d, c]
-                af[e, c] = s
-        for e in range(nb):
-            for c in range(nb):
-                s = aj[e, c]
-                for d in range(nb):
-                    s -= af[e, d] * aj[d, c]
-                ee[e, c] = s
                 nn[c, e] = (1.0 if e == c else 0.0) - af[e, c]   # N = I - F A = (I - A F)'
         # the cluster's pairs: Gamma_a, Gamma x_a and the level-1 pattern sums
         gam[:] = 0.0
@@ -294,8 +264,11 @@ def loglik_hessian(data, moments, directions: Directions):
     directions, d_a' H d_b; None where the log-likelihood is -inf."""
     data.check_moments(moments)
     st = pattern_stages(data, moments)
-    if st is None:
-        return None
+    return None if st is None else hessian_from_stages(data, moments, st, directions)
+
+
+def hessian_from_stages(data, moments, st, directions: Directions):
+    """:func:`loglik_hessian` after the engine's stages 1-2 (``st``)."""
     l1, l2 = data.level1, data.level2
     bidx = moments.between_index
     nb, p, k = bidx.size, data.n_y, data.n_z

@@ -33,8 +33,8 @@ information of Sigma_w (and of the within-only means) and, per cluster size n, t
 normal information of the cluster mean's distribution, means
 (mu_both, mu_within / n, mu_z) and covariance [[Sigma_w / n + Sigma_b, Sigma_yz],
 [., Sigma_zz]], times the number of clusters of that size (:func:`expected_information`).
-``information="observed"`` uses the Hessian of -logl instead (central differences of
-the analytic gradient). V below ``J * eps^(1/3)`` (lavaan's per-cluster threshold)
+``information="observed"`` uses the Hessian of -logl instead (analytic,
+``docs/hessian.md``). V below ``J * eps^(1/3)`` (lavaan's per-cluster threshold)
 makes the candidate untestable (not identified when freed); those rows are dropped,
 as lavaan drops its NA rows.
 
@@ -213,8 +213,12 @@ def expected_information(model, theta, data) -> np.ndarray:
 
 
 def _observed_columns(problem, theta, columns) -> np.ndarray:
-    """-d^2 logl / d theta d theta[columns] by central differences of the analytic
-    gradient, steps in the problem's scaled parameters (as the observed information)."""
+    """-d^2 logl / d theta d theta[columns]: the analytic Hessian, else central
+    differences of the analytic gradient, steps in the problem's scaled parameters (as
+    the observed information)."""
+    hessian = problem.loglik_hessian(theta)
+    if hessian is not None and np.all(np.isfinite(hessian)):
+        return -hessian[:, columns]
     scales = np.asarray(parameter_scales(problem.partable, problem.data), dtype=float)
     u = theta / scales
     out = np.empty((theta.size, len(columns)))

@@ -59,6 +59,14 @@ def cluster_blocks(j, q, mu_z, z, zinv, h, cluster_pair_ptr, pair_pattern, pair_
 
 
 
+@njit(cache=True)
+def block_buffers(nb, k):
+    """The buffers :func:`cluster_blocks` fills: (a_flat, A_j as its (nb, nb) view, p_j,
+    delta_z, Sigma_j^zz delta_z, g_j)."""
+    a_flat = np.empty(nb * nb)
+    return a_flat, a_flat.reshape((nb, nb)), np.empty(nb), np.empty(k), np.empty(k), np.empty(nb)
+
+
 @njit(cache=True, fastmath=FAST)
 def cluster_terms(mu_z, z, cluster_pattern, zinv, zlogdet, h, s_bz, r_bz, rank_bz, s_inv,
                   s_logdet, s_inv_h, cluster_pair_ptr, pair_pattern, pair_freq, pair_sum,
@@ -83,12 +91,7 @@ def cluster_terms(mu_z, z, cluster_pattern, zinv, zlogdet, h, s_bz, r_bz, rank_b
     """
     k = z.shape[1]
     nb = wmub.shape[1]
-    a_flat = np.empty(nb * nb)
-    aj = a_flat.reshape((nb, nb))
-    pj = np.empty(nb)
-    dz = np.empty(k)
-    zd = np.empty(k)
-    g = np.empty(nb)
+    a_flat, aj, pj, dz, zd, g = block_buffers(nb, k)
     ag = np.empty(nb)
     ar = np.empty((nb, nb))
     nmat = np.empty((nb, nb))
@@ -444,17 +447,12 @@ def cluster_scores(mu_z, z, cluster_pattern, zinv, zlogdet, h, s_bz,
     Returns nan if some V_j is not positive definite."""
     k = z.shape[1]
     nb = wmub.shape[1]
-    a_flat = np.empty(nb * nb)
-    aj = a_flat.reshape((nb, nb))
-    pj = np.empty(nb)
-    dz = np.empty(k)
-    g = np.empty(nb)
+    a_flat, aj, pj, dz, uz, g = block_buffers(nb, k)   # uz: Sigma^zz delta_z, then u_z
     af = np.empty((nb, nb))
     e_mat = np.empty((nb, nb))
     work = np.empty((4, nb, nb))
     ag = np.empty(nb)
     bvec = np.empty(nb)
-    uz = np.empty(k)
     tmp = np.empty(nb)
     cvec = np.empty(nb)
     f_flat = np.empty(nb * nb)

@@ -28,7 +28,7 @@ import numpy as np
 from numba import njit
 
 from ..linalg import FAST, padded_inverses
-from .clusters import cluster_blocks, cluster_f_into, cluster_score_vectors
+from .clusters import block_buffers, cluster_blocks, cluster_f_into, cluster_score_vectors
 from .engine import pattern_stages
 
 #: clusters per chunk of the cluster stage (its buffers grow with it)
@@ -93,12 +93,7 @@ def cluster_hessian_chunk(j0, mu_y, mu_z, z, cluster_pattern, zinv, h, s_bz, r_b
     tw = gp.shape[3]
     t_all = wmu.shape[2]
     n_r = lam.shape[0]
-    a_flat = np.empty(nb * nb)
-    aj = a_flat.reshape((nb, nb))
-    pj = np.empty(nb)
-    dz = np.empty(k)
-    zd = np.empty(k)
-    g = np.empty(nb)
+    a_flat, aj, pj, dz, zd, g = block_buffers(nb, k)
     f = np.empty((nb, nb))
     work = np.empty((4, nb, nb))
     af = np.empty((nb, nb))

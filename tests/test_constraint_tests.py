@@ -13,24 +13,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import LAVAAN_DIR
 from scipy.stats import chi2
+from test_constraints import BASE
 
 import mlmiss
-
-from conftest import LAVAAN_DIR
 
 EXTRA = Path(__file__).parent / "data" / "lavaan_extra"
 REF = json.loads((EXTRA / "constraints.json").read_text())["cases"]
 MORE = json.loads((EXTRA / "constraint_tests.json").read_text())
 
-BASE = """
-level: 1
-  fw =~ y1 + l2*y2 + l3*y3
-  fw ~ b1*x1 + b2*x2 + b3*x3
-level: 2
-  fb =~ y1 + m2*y2 + m3*y3
-  fb ~ g1*w1 + g2*w2
-"""
 LINEAR = "l2 == m2\nb1 == 2*b2 - b3\n"
 SHARED = BASE.replace("l2*y2", "a*y2").replace("m2*y2", "a*y2") + "b1 == 2*b2 - b3\n"
 

@@ -27,14 +27,19 @@ SINGULAR_TOLERANCE = 1e-8
 
 def observed_information(problem, theta) -> np.ndarray:
     """-d^2 logl / d theta^2 at theta: analytic where the problem has it
-    (``problem.loglik_hessian``), else from central differences of the gradient, with
-    NaN rows and columns where no admissible step exists. The steps are taken in the
-    problem's scaled parameters theta / scales (:mod:`mlmiss.estimation.scaling`), so
-    they suit data in any units."""
+    (``problem.loglik_hessian``), else :func:`differenced_information`."""
     with one_blas_thread():
         hessian = problem.loglik_hessian(theta)
     if hessian is not None and np.all(np.isfinite(hessian)):
         return -hessian
+    return differenced_information(problem, theta)
+
+
+def differenced_information(problem, theta) -> np.ndarray:
+    """-d^2 logl / d theta^2 at theta from central differences of the gradient, with
+    NaN rows and columns where no admissible step exists. The steps are taken in the
+    problem's scaled parameters theta / scales (:mod:`mlmiss.estimation.scaling`), so
+    they suit data in any units."""
     scales = np.asarray(problem.scales, dtype=float)
 
     def scaled_gradient(u):

@@ -514,14 +514,15 @@ class TwoLevelModel:
         (``steps``, one per parameter) of the analytic J(theta)' g, the rest by symmetry
         (rows and columns of two linear parameters are exactly zero)."""
         theta = self._theta(theta)
+        nonlinear = self.nonlinear_parameters
         out = np.zeros((self.npar, self.npar))
-        for i in self.nonlinear_parameters:
+        for i in nonlinear:
             up, down = theta.copy(), theta.copy()
             up[i] += steps[i]
             down[i] -= steps[i]
             out[:, i] = (self.jacobian(up).T @ g - self.jacobian(down).T @ g) / (2.0 * steps[i])
         nonlin = np.zeros(self.npar, dtype=bool)
-        nonlin[self.nonlinear_parameters] = True
+        nonlin[nonlinear] = True
         out[np.ix_(nonlin, ~nonlin)] = out[np.ix_(~nonlin, nonlin)].T
         return 0.5 * (out + out.T)
 

@@ -14,6 +14,7 @@ import numpy as np
 from numba import njit
 
 from ..linalg import FAST, cholesky_into, cholesky_inverse_into, forward_solve
+from .lanes import CHUNK, lane_buffers, mcdonald_lanes
 
 
 @njit(cache=True, fastmath=FAST)
@@ -444,6 +445,9 @@ def cluster_scores(mu_z, z, cluster_pattern, zinv, zlogdet, h, s_bz,
         sigma_zz -= (n_q Sigma_q^zz + H_q' E_q H_q) / 2,  sigma_yz += E_q H_q,
         sigma_b  -= E_q / 2.
 
+    The clusters go in chunks (:mod:`.lanes`): their blocks are gathered into lanes,
+    McDonald's form runs on all lanes at once, the other forms (singular or indefinite
+    Sigma_j(b.z)) one cluster at a time, and then each cluster's scores are spread.
     Returns nan if some V_j is not positive definite."""
     k = z.shape[1]
     nb = wmub.shape[1]
@@ -457,6 +461,9 @@ def cluster_scores(mu_z, z, cluster_pattern, zinv, zlogdet, h, s_bz,
     cvec = np.empty(nb)
     f_flat = np.empty(nb * nb)
     f = f_flat.reshape((nb, nb))   # F_j, then K_j = c_j c_j' + F_j
+    n_cl = z.shape[0]
+    (m_l, a_l, p_l, g_l, zd_l, qzz_l, f_l, e_l, c_l, b_l, quad_l, ld_l, pmin_l, lf_l, af_l,
+     ag_l, t_l) = lane_buffers(nb, k, min(CHUNK, n_cl))
     p = pair_sum.shape[1]
     pat_c[:, :] = 0.0
     pat_r[:, :, :] = 0.0
@@ -468,64 +475,107 @@ def cluster_scores(mu_z, z, cluster_pattern, zinv, zlogdet, h, s_bz,
     g_syz[:, :] = 0.0
     g_sb[:, :] = 0.0
     total = 0.0
-    for j in range(z.shape[0]):
-        q = cluster_pattern[j]
-        qzz_a = cluster_blocks(j, q, mu_z, z, zinv, h, cluster_pair_ptr, pair_pattern, pair_freq,
-                               pair_sum, wb, wbb, wmub, a_flat, pj, dz, uz, g)
-        logdet_m = cluster_f_into(aj, s_bz[q], r_bz[q], rank_bz[q], s_inv[q], s_logdet[q], f, work)
-        if np.isnan(logdet_m):
-            return np.nan
-        cluster_score_vectors(aj, f, pj, g, ag, tmp, af, e_mat, cvec, bvec)
-        # the quadratic forms: p'M^{-1}Sp = p'Fp, p'M^{-1}g = p'g - p'F A g,
-        # g'A M^{-1} g = g'E g = g'A g - (A g)'F (A g)
-        pfp = 0.0
-        pg = 0.0
-        pfag = 0.0
-        gag = 0.0
-        agfag = 0.0
-        for e in range(nb):
-            fp = 0.0
-            fag = 0.0
-            for c in range(nb):
-                fp += f[e, c] * pj[c]
-                fag += f[e, c] * ag[c]
-            pfp += pj[e] * fp
-            pfag += pj[e] * fag
-            agfag += ag[e] * fag
-            gag += g[e] * ag[e]
-            pg += pj[e] * g[e]
-        total += zlogdet[q] + logdet_m + qzz_a + (gag - agfag) - 2.0 * (pg - pfag) - pfp
-        # E summed per level-2 pattern; u_z = Sigma^zz delta_z - H' b
-        for e in range(nb):
-            for c in range(nb):
-                e_sum[q, e, c] += e_mat[e, c]
-        for a in range(k):
-            t = uz[a]
+    for start in range(0, n_cl, CHUNK):
+        n = min(CHUNK, n_cl - start)
+        # gather: the chunk's blocks into lanes (identity M where another form is used)
+        for l in range(n):
+            j = start + l
+            q = cluster_pattern[j]
+            qzz_l[l] = cluster_blocks(j, q, mu_z, z, zinv, h, cluster_pair_ptr, pair_pattern,
+                                      pair_freq, pair_sum, wb, wbb, wmub, a_flat, pj, dz, uz, g)
+            mcdonald = not np.isnan(s_logdet[q])
             for e in range(nb):
-                t -= h[q, e, a] * bvec[e]
-            uz[a] = t
-        for e in range(nb):
-            for c in range(nb):
-                f[e, c] += cvec[e] * cvec[c]
-        for pair in range(cluster_pair_ptr[j], cluster_pair_ptr[j + 1]):
-            pat = pair_pattern[pair]
-            m = pair_freq[pair]
-            for e in range(nb):
-                ce = cvec[e]
-                pat_c[pat, e] += m * ce
-                for b in range(p):
-                    pat_r[pat, e, b] += ce * pair_sum[pair, b]
-            for t in range(nb * nb):
-                pat_y[pat, t] += m * f_flat[t]
-        for a in range(k):
-            g_mu_z[a] += uz[a]
-            for b in range(k):
-                g_szz[a, b] += 0.5 * uz[a] * uz[b]
-        for e in range(nb):
+                for c in range(nb):
+                    a_l[e, c, l] = aj[e, c]
+                    if mcdonald:
+                        m_l[e, c, l] = s_inv[q, e, c] + aj[e, c]
+                    else:
+                        m_l[e, c, l] = 1.0 if e == c else 0.0
+                p_l[e, l] = pj[e]
+                g_l[e, l] = g[e]
             for a in range(k):
-                g_syz[e, a] += bvec[e] * uz[a]
+                zd_l[a, l] = uz[a]
+        mcdonald_lanes(m_l, a_l, p_l, g_l, n, f_l, e_l, c_l, b_l, quad_l, ld_l, pmin_l, lf_l,
+                       af_l, ag_l, t_l)
+        # the other forms, one cluster at a time, into the same lanes
+        for l in range(n):
+            q = cluster_pattern[start + l]
+            if not np.isnan(s_logdet[q]):
+                if not pmin_l[l] > 0.0 or np.isnan(ld_l[l]):
+                    return np.nan
+                ld_l[l] += s_logdet[q]
+                continue
+            for e in range(nb):
+                pj[e] = p_l[e, l]
+                g[e] = g_l[e, l]
+                for c in range(nb):
+                    aj[e, c] = a_l[e, c, l]
+            ld_l[l] = cluster_f_into(aj, s_bz[q], r_bz[q], rank_bz[q], s_inv[q], s_logdet[q], f,
+                                     work)
+            if np.isnan(ld_l[l]):
+                return np.nan
+            cluster_score_vectors(aj, f, pj, g, ag, tmp, af, e_mat, cvec, bvec)
+            # g'A g - 2 p'g - (p - A g)' F (p - A g), with F (p - A g) = c - g
+            quad = 0.0
+            for e in range(nb):
+                quad += g[e] * ag[e] - 2.0 * pj[e] * g[e] - tmp[e] * (cvec[e] - g[e])
+            quad_l[l] = quad
+            for e in range(nb):
+                c_l[e, l] = cvec[e]
+                b_l[e, l] = bvec[e]
+                for c in range(nb):
+                    f_l[e, c, l] = f[e, c]
+                    e_l[e, c, l] = e_mat[e, c]
+        # K = F + c c' and b b' / 2, on all lanes
+        for e in range(nb):
             for c in range(nb):
-                g_sb[e, c] += 0.5 * bvec[e] * bvec[c]
+                s = 0.0
+                for l in range(n):
+                    f_l[e, c, l] += c_l[e, l] * c_l[c, l]
+                    s += b_l[e, l] * b_l[c, l]
+                g_sb[e, c] += 0.5 * s
+        # per cluster: its term, E into its level-2 pattern, u_z = Sigma^zz delta_z - H' b,
+        # and c_j, K_j spread over its pairs
+        for l in range(n):
+            j = start + l
+            q = cluster_pattern[j]
+            total += zlogdet[q] + ld_l[l] + qzz_l[l] + quad_l[l]
+            for e in range(nb):
+                for c in range(nb):
+                    e_sum[q, e, c] += e_l[e, c, l]
+                    f[e, c] = f_l[e, c, l]
+                cvec[e] = c_l[e, l]
+            for a in range(k):
+                t = zd_l[a, l]
+                for e in range(nb):
+                    t -= h[q, e, a] * b_l[e, l]
+                zd_l[a, l] = t
+            for pair in range(cluster_pair_ptr[j], cluster_pair_ptr[j + 1]):
+                pat = pair_pattern[pair]
+                m = pair_freq[pair]
+                for e in range(nb):
+                    ce = cvec[e]
+                    pat_c[pat, e] += m * ce
+                    for b in range(p):
+                        pat_r[pat, e, b] += ce * pair_sum[pair, b]
+                for t in range(nb * nb):
+                    pat_y[pat, t] += m * f_flat[t]
+        # u_z, u_z u_z' / 2 and b u_z', on all lanes
+        for a in range(k):
+            s = 0.0
+            for l in range(n):
+                s += zd_l[a, l]
+            g_mu_z[a] += s
+            for b in range(k):
+                s = 0.0
+                for l in range(n):
+                    s += zd_l[a, l] * zd_l[b, l]
+                g_szz[a, b] += 0.5 * s
+            for e in range(nb):
+                s = 0.0
+                for l in range(n):
+                    s += b_l[e, l] * zd_l[a, l]
+                g_syz[e, a] += s
     e_q = np.empty((nb, nb))
     he = np.empty((k, nb))
     for q in range(n_q):

@@ -14,7 +14,7 @@ import numpy as np
 from numba import njit
 
 from ..linalg import FAST, cholesky_into, cholesky_inverse_into, forward_solve
-from .lanes import CHUNK, lane_buffers, mcdonald_lanes
+from .lanes import CHUNK, lane_buffers, mcdonald_lanes, mcdonald_term_lanes
 
 
 @njit(cache=True, fastmath=FAST)
@@ -77,9 +77,84 @@ def cluster_terms(mu_z, z, cluster_pattern, zinv, zlogdet, h, s_bz, r_bz, rank_b
     part), summed; also written per cluster into ``each`` unless it is empty (the
     cluster-wise log-likelihoods of robust inference).
 
-    M_j = I + S A_j (S = Sigma_j(b.z)) is not symmetric. With S = R R' (rank r, from
-    stage 2), the push-through identity gives M_j^{-1} = I - R N^{-1} R' A_j with the
-    symmetric r x r matrix N = I + R' A_j R, and with x = R' p_j, y = R' A_j g_j:
+    M_j = I + S A_j (S = Sigma_j(b.z)) is not symmetric. Where S is well conditioned,
+    McDonald's form M_j = S (S^{-1} + A_j) with Ms = S^{-1} + A_j = K K' gives
+
+        log|M_j| = log|S| + log|Ms|,   p' M^{-1} S p = x'x,
+        p' M^{-1} g = x'y,   g' A M^{-1} g = g' S^{-1} g - y'y
+
+    with x = K^{-1} p, y = K^{-1} S^{-1} g; the clusters go in chunks, their blocks
+    gathered into lanes (:func:`.lanes.mcdonald_term_lanes`). A singular or indefinite
+    S goes to :func:`other_cluster_term`, one cluster at a time. Returns nan when some
+    V_j is not positive definite.
+    """
+    k = z.shape[1]
+    nb = wmub.shape[1]
+    a_flat, aj, pj, dz, zd, g = block_buffers(nb, k)
+    work = np.empty((5, nb, nb))
+    n_cl = z.shape[0]
+    n_lanes = min(CHUNK, n_cl)
+    m_l = np.empty((nb, nb, n_lanes))
+    lf_l = np.empty((nb, nb, n_lanes))
+    x_l = np.empty((nb, n_lanes))
+    y_l = np.empty((nb, n_lanes))
+    rest = np.empty(n_lanes)   # the term's part found while gathering
+    quad = np.empty(n_lanes)
+    logdet = np.empty(n_lanes)
+    pmin = np.empty(n_lanes)
+    t_l = np.empty(n_lanes)
+    total = 0.0
+    for start in range(0, n_cl, CHUNK):
+        n = min(CHUNK, n_cl - start)
+        for l in range(n):
+            j = start + l
+            q = cluster_pattern[j]
+            qzz_a = cluster_blocks(j, q, mu_z, z, zinv, h, cluster_pair_ptr, pair_pattern,
+                                   pair_freq, pair_sum, wb, wbb, wmub, a_flat, pj, dz, zd, g)
+            if np.isnan(s_logdet[q]):
+                term = other_cluster_term(s_bz[q], r_bz[q], rank_bz[q], aj, pj, g, work)
+                if np.isnan(term):
+                    return np.nan
+                rest[l] = zlogdet[q] + qzz_a + term
+                for e in range(nb):
+                    for c in range(e + 1):
+                        m_l[e, c, l] = 1.0 if e == c else 0.0
+                    x_l[e, l] = 0.0
+                    y_l[e, l] = 0.0
+                continue
+            gsg = 0.0
+            for e in range(nb):
+                for c in range(e + 1):
+                    m_l[e, c, l] = s_inv[q, e, c] + aj[e, c]
+                t = 0.0
+                for c in range(k):
+                    t += s_inv_h[q, e, c] * dz[c]
+                y_l[e, l] = t  # S^{-1} g
+                gsg += g[e] * t
+                x_l[e, l] = pj[e]
+            rest[l] = zlogdet[q] + s_logdet[q] + qzz_a + gsg
+        mcdonald_term_lanes(m_l, x_l, y_l, n, lf_l, t_l, pmin, logdet, quad)
+        for l in range(n):
+            j = start + l
+            term = rest[l]
+            if not np.isnan(s_logdet[cluster_pattern[j]]):
+                if not pmin[l] > 0.0 or np.isnan(logdet[l]):
+                    return np.nan
+                term += logdet[l] + quad[l]
+            total += term
+            if each.size:
+                each[j] = term
+    return total
+
+
+@njit(cache=True, fastmath=FAST)
+def other_cluster_term(s_bz, r_fac, rank, aj, pj, g, work):
+    """log|M_j| + q_zz_b + 2 q_yz - q_yy_b of a cluster whose S = Sigma_j(b.z) is not
+    well conditioned; nan when V_j is not positive definite. work: (5, Pb, Pb).
+
+    With S = R R' (rank r, from stage 2), the push-through identity gives
+    M_j^{-1} = I - R N^{-1} R' A_j with the symmetric r x r matrix N = I + R' A_j R,
+    and with x = R' p_j, y = R' A_j g_j:
 
         log|M_j| = log|N|
         p' M^{-1} S p = x' N^{-1} x
@@ -87,123 +162,64 @@ def cluster_terms(mu_z, z, cluster_pattern, zinv, zlogdet, h, s_bz, r_bz, rank_b
         g' A M^{-1} g = g' A g - y' N^{-1} y
 
     N >= I, so V_j is positive definite. An indefinite S (negative between variances)
-    goes to :func:`indefinite_cluster_term`, which also checks V_j. Returns nan when
-    some V_j is not positive definite.
-    """
-    k = z.shape[1]
-    nb = wmub.shape[1]
-    a_flat, aj, pj, dz, zd, g = block_buffers(nb, k)
-    ag = np.empty(nb)
-    ar = np.empty((nb, nb))
-    nmat = np.empty((nb, nb))
-    ms = np.empty((nb, nb))
-    ln = np.empty((nb, nb))
-    x = np.empty(nb)
-    y = np.empty(nb)
-    total = 0.0
-    for j in range(z.shape[0]):
-        q = cluster_pattern[j]
-        qzz_a = cluster_blocks(j, q, mu_z, z, zinv, h, cluster_pair_ptr, pair_pattern, pair_freq,
-                               pair_sum, wb, wbb, wmub, a_flat, pj, dz, zd, g)
-        if not np.isnan(s_logdet[q]):
-            # McDonald's form: M_j = S (S^{-1} + A_j), Ms = S^{-1} + A_j = K K'
-            for e in range(nb):
-                for c in range(e + 1):
-                    ms[e, c] = s_inv[q, e, c] + aj[e, c]
-            logdet_ms = cholesky_into(ms, nb, ln)
-            if np.isnan(logdet_ms):
-                return np.nan
-            gsg = 0.0
-            for e in range(nb):
-                t = 0.0
-                for c in range(k):
-                    t += s_inv_h[q, e, c] * dz[c]
-                y[e] = t  # S^{-1} g
-                gsg += g[e] * t
-                x[e] = pj[e]
-            forward_solve(ln, nb, x)
-            forward_solve(ln, nb, y)
-            xx = 0.0
-            xy = 0.0
-            yy = 0.0
-            for e in range(nb):
-                xx += x[e] * x[e]
-                xy += x[e] * y[e]
-                yy += y[e] * y[e]
-            pg = 0.0
-            for e in range(nb):
-                pg += pj[e] * g[e]
-            # p' M^{-1} S p = p' Ms^{-1} p;  p' M^{-1} g = p' Ms^{-1} S^{-1} g;
-            # g' A M^{-1} g = g' S^{-1} g - g' S^{-1} Ms^{-1} S^{-1} g
-            term = zlogdet[q] + s_logdet[q] + logdet_ms + qzz_a + (gsg - yy) - 2.0 * xy - xx
-            total += term
-            if each.size:
-                each[j] = term
-            continue
-        r = rank_bz[q]
-        if r < 0:
-            term = indefinite_cluster_term(s_bz[q], aj, pj, g)
-            if np.isnan(term):
-                return np.nan
-            total += zlogdet[q] + qzz_a + term
-            if each.size:
-                each[j] = zlogdet[q] + qzz_a + term
-            continue
-        # A g, g' A g, p' g
-        gag = 0.0
-        pg = 0.0
-        for e in range(nb):
-            s = 0.0
-            for c in range(nb):
-                s += aj[e, c] * g[c]
-            ag[e] = s
-            gag += g[e] * s
-            pg += pj[e] * g[e]
-        # A R, x = R' p, y = R' A g
-        for e in range(nb):
+    goes to :func:`indefinite_cluster_term`, which also checks V_j."""
+    if rank < 0:
+        return indefinite_cluster_term(s_bz, aj, pj, g)
+    nb = aj.shape[0]
+    r = rank
+    ar = work[0]
+    nmat = work[1]
+    ln = work[2]
+    ag = work[3, 0]
+    x = work[3, 1]
+    y = work[3, 2]
+    # A g, g' A g, p' g
+    gag = 0.0
+    pg = 0.0
+    for e in range(nb):
+        s = 0.0
+        for c in range(nb):
+            s += aj[e, c] * g[c]
+        ag[e] = s
+        gag += g[e] * s
+        pg += pj[e] * g[e]
+    # A R, x = R' p, y = R' A g
+    for e in range(nb):
+        for c in range(r):
+            ar[e, c] = 0.0
+        for f in range(nb):
+            aef = aj[e, f]
             for c in range(r):
-                ar[e, c] = 0.0
-            for f in range(nb):
-                aef = aj[e, f]
-                for c in range(r):
-                    ar[e, c] += aef * r_bz[q, f, c]
-        for c in range(r):
-            sx = 0.0
-            sy = 0.0
+                ar[e, c] += aef * r_fac[f, c]
+    for c in range(r):
+        sx = 0.0
+        sy = 0.0
+        for e in range(nb):
+            sx += r_fac[e, c] * pj[e]
+            sy += r_fac[e, c] * ag[e]
+        x[c] = sx
+        y[c] = sy
+    # N = I + R' (A R), lower triangle, then its Cholesky factor
+    for c in range(r):
+        for d in range(c + 1):
+            s = 0.0
             for e in range(nb):
-                sx += r_bz[q, e, c] * pj[e]
-                sy += r_bz[q, e, c] * ag[e]
-            x[c] = sx
-            y[c] = sy
-        # N = I + R' (A R), lower triangle, then its Cholesky factor
-        for c in range(r):
-            for d in range(c + 1):
-                s = 0.0
-                for e in range(nb):
-                    s += r_bz[q, e, c] * ar[e, d]
-                nmat[c, d] = s + (1.0 if c == d else 0.0)
-                nmat[d, c] = nmat[c, d]
-        logdet_n = cholesky_into(nmat, r, ln)
-        if np.isnan(logdet_n):
-            return np.nan
-        forward_solve(ln, r, x)
-        forward_solve(ln, r, y)
-        xx = 0.0
-        xy = 0.0
-        yy = 0.0
-        for c in range(r):
-            xx += x[c] * x[c]
-            xy += x[c] * y[c]
-            yy += y[c] * y[c]
-        qyy_b = xx
-        qyz = -(pg - xy)
-        qzz_b = gag - yy
-        term = zlogdet[q] + logdet_n + qzz_a + qzz_b + 2.0 * qyz - qyy_b
-        total += term
-        if each.size:
-            each[j] = term
-    return total
-
+                s += r_fac[e, c] * ar[e, d]
+            nmat[c, d] = s + (1.0 if c == d else 0.0)
+            nmat[d, c] = nmat[c, d]
+    logdet_n = cholesky_into(nmat, r, ln)
+    if np.isnan(logdet_n):
+        return np.nan
+    forward_solve(ln, r, x)
+    forward_solve(ln, r, y)
+    xx = 0.0
+    xy = 0.0
+    yy = 0.0
+    for c in range(r):
+        xx += x[c] * x[c]
+        xy += x[c] * y[c]
+        yy += y[c] * y[c]
+    return logdet_n + (gag - yy) - 2.0 * (pg - xy) - xx
 
 
 @njit(cache=True, fastmath=FAST)

@@ -20,6 +20,10 @@ from ..linalg import FAST
 #: clusters per chunk: the chunk's lane arrays stay in the core's L2 cache
 CHUNK = 256
 
+# The kernels below use Numba's "numpy" error model: a division by a zero pivot gives
+# inf (that lane is then caught by its pivot test) instead of raising in the middle of
+# a vector loop.
+
 
 @njit(cache=True)
 def lane_buffers(nb, k, n):
@@ -33,20 +37,17 @@ def lane_buffers(nb, k, n):
             np.empty((nb, nb, n)), np.empty((nb, nb, n)), np.empty((nb, n)), np.empty(n))
 
 
-@njit(cache=True, fastmath=FAST)
-def mcdonald_lanes(m, a, pj, g, n, f, e_mat, cvec, bvec, quad, logdet, pmin, lf, af, ag, t):
-    """For lanes l < n: from M = S^{-1} + A_j (its lower triangle is read) and A_j, p_j,
-    g_j: F = M^{-1}, log|M| (into logdet), c = g + F (p - A g), b = p - A c,
-    E = A - A F A and quad = g'A g - 2 p'g - (p - A g)' F (p - A g), the quadratic
-    forms of the cluster's term (:func:`.clusters.cluster_terms`). pmin receives each
-    lane's smallest Cholesky pivot: M is positive definite where it is > 0 and logdet
-    is not nan; elsewhere the outputs are meaningless."""
+@njit(cache=True, fastmath=FAST, error_model="numpy")
+def cholesky_lanes(m, n, lf, t, pmin, logdet, prod):
+    """Lanes l < n: the Cholesky factor of M (its lower triangle is read) into lf, which
+    keeps L below the diagonal and 1 / L_jj on it, log|M| into logdet and the smallest
+    pivot into pmin (M is positive definite where pmin > 0 and logdet is not nan).
+    t, prod: (n,) scratch."""
     nb = m.shape[0]
     for l in range(n):
         pmin[l] = np.inf
-        quad[l] = 1.0          # the running product of pivots, folded into logdet
+        prod[l] = 1.0          # the running product of pivots, folded into logdet
         logdet[l] = 0.0
-    # Cholesky factor; lf keeps L below the diagonal and 1 / L_jj on it
     for j in range(nb):
         for i in range(j, nb):
             for l in range(n):
@@ -60,20 +61,55 @@ def mcdonald_lanes(m, a, pj, g, n, f, e_mat, cvec, bvec, quad, logdet, pmin, lf,
                 for l in range(n):
                     s = t[l]
                     pmin[l] = min(pmin[l], s)
-                    d = quad[l] * s
-                    quad[l] = d
+                    d = prod[l] * s
+                    prod[l] = d
                     big = max(big, d)
                     small = min(small, d)
                     lf[j, j, l] = 1.0 / np.sqrt(s)
                 if big > 1e150 or small < 1e-150:   # keep the product in range
                     for l in range(n):
-                        logdet[l] += np.log(quad[l])
-                        quad[l] = 1.0
+                        logdet[l] += np.log(prod[l])
+                        prod[l] = 1.0
             else:
                 for l in range(n):
                     lf[i, j, l] = t[l] * lf[j, j, l]
     for l in range(n):
-        logdet[l] += np.log(quad[l])
+        logdet[l] += np.log(prod[l])
+
+
+@njit(cache=True, fastmath=FAST, error_model="numpy")
+def mcdonald_term_lanes(m, x, y, n, lf, t, pmin, logdet, quad):
+    """What the log-likelihood needs of McDonald's form, lanes l < n: from
+    M = S^{-1} + A_j = K K' (lower triangle), x = p_j and y = S^{-1} g_j, log|M| into
+    logdet (pmin as in :func:`cholesky_lanes`) and quad = -(y'y + 2 x'y + x'x) after
+    x <- K^{-1} x, y <- K^{-1} y."""
+    nb = m.shape[0]
+    cholesky_lanes(m, n, lf, t, pmin, logdet, quad)
+    for i in range(nb):
+        for k in range(i):
+            for l in range(n):
+                x[i, l] -= lf[i, k, l] * x[k, l]
+                y[i, l] -= lf[i, k, l] * y[k, l]
+        for l in range(n):
+            x[i, l] *= lf[i, i, l]
+            y[i, l] *= lf[i, i, l]
+    for l in range(n):
+        quad[l] = 0.0
+    for i in range(nb):
+        for l in range(n):
+            quad[l] -= y[i, l] * y[i, l] + 2.0 * x[i, l] * y[i, l] + x[i, l] * x[i, l]
+
+
+@njit(cache=True, fastmath=FAST, error_model="numpy")
+def mcdonald_lanes(m, a, pj, g, n, f, e_mat, cvec, bvec, quad, logdet, pmin, lf, af, ag, t):
+    """For lanes l < n: from M = S^{-1} + A_j (its lower triangle is read) and A_j, p_j,
+    g_j: F = M^{-1}, log|M| (into logdet), c = g + F (p - A g), b = p - A c,
+    E = A - A F A and quad = g'A g - 2 p'g - (p - A g)' F (p - A g), the quadratic
+    forms of the cluster's term (:func:`.clusters.cluster_terms`). pmin receives each
+    lane's smallest Cholesky pivot: M is positive definite where it is > 0 and logdet
+    is not nan; elsewhere the outputs are meaningless."""
+    nb = m.shape[0]
+    cholesky_lanes(m, n, lf, t, pmin, logdet, quad)
     # L^{-1} in place, column by column
     for j in range(nb):
         for i in range(j + 1, nb):

@@ -342,25 +342,27 @@ class TwoLevelModel:
         entries = {"B": [], "Psi": [], "alpha": []}
         filled = {}
         rows = self._rows
-        for pos in np.flatnonzero((rows["level"] == lev).to_numpy()):
-            r = rows.iloc[pos]
-            if r.op == "=~":
-                mat, i, j = "B", index[r.rhs], index[r.lhs]
-            elif r.op == "~":
-                mat, i, j = "B", index[r.lhs], index[r.rhs]
+        # plain lists: a pandas row per parameter cost 10 ms per model
+        lhs, op, rhs = (rows[c].tolist() for c in ("lhs", "op", "rhs"))
+        labels = rows.index.tolist()
+        for pos in np.flatnonzero((rows["level"] == lev).to_numpy()).tolist():
+            if op[pos] == "=~":
+                mat, i, j = "B", index[rhs[pos]], index[lhs[pos]]
+            elif op[pos] == "~":
+                mat, i, j = "B", index[lhs[pos]], index[rhs[pos]]
                 if i == j:
-                    raise ModelError(f"row {rows.index[pos]} ({r.lhs} ~ {r.rhs}, level {lev}): "
+                    raise ModelError(f"row {labels[pos]} ({lhs[pos]} ~ {rhs[pos]}, level {lev}): "
                                      "a variable cannot be regressed on itself")
-            elif r.op == "~~":
-                mat, i, j = "Psi", index[r.lhs], index[r.rhs]
+            elif op[pos] == "~~":
+                mat, i, j = "Psi", index[lhs[pos]], index[rhs[pos]]
                 i, j = min(i, j), max(i, j)
             else:
-                mat, i, j = "alpha", index[r.lhs], 0
+                mat, i, j = "alpha", index[lhs[pos]], 0
             key = (mat, i, j)
             if key in filled:
-                raise ModelError(f"rows {filled[key]} and {rows.index[pos]} both set the same "
-                                 f"{mat} entry ({r.lhs} {r.op} {r.rhs}, level {lev})")
-            filled[key] = rows.index[pos]
+                raise ModelError(f"rows {filled[key]} and {labels[pos]} both set the same "
+                                 f"{mat} entry ({lhs[pos]} {op[pos]} {rhs[pos]}, level {lev})")
+            filled[key] = labels[pos]
             par = int(self._free[pos])
             if par == 0:
                 val = float(self._value[pos])

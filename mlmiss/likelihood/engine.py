@@ -9,7 +9,8 @@ taken further for speed; each stage is one Numba kernel over plain arrays, one t
 2. :func:`.between.between_patterns`: per level-2 pattern, Sigma_zz[o, o]^{-1}, H and
    Sigma_j(b.z), with its inverse or a rank-revealing factor;
 3. :func:`.clusters.cluster_terms`: per cluster, A_j and p_j from its pairs and the
-   singular-safe forms (85)-(87), in P_b x P_b terms.
+   singular-safe forms (85)-(87), in P_b x P_b terms; McDonald's form for a chunk of
+   clusters at once (:mod:`.lanes`).
 
 The gradient (:func:`loglik_and_gradient`, derivation in ``docs/gradient.md``) runs
 stages 1-2, then :func:`.clusters.cluster_scores` (the cluster terms and the level-2

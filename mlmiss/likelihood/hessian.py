@@ -256,10 +256,17 @@ def _pattern_terms(m, w, xi, n, cov, mean):
 
 def loglik_hessian(data, moments, directions: Directions):
     """The T x T matrix of second derivatives of :func:`mlmiss.loglik` along the
-    directions, d_a' H d_b; None where the log-likelihood is -inf."""
+    directions, d_a' H d_b; None where the log-likelihood is -inf, or where some
+    pattern's block of sigma_w is numerically singular though its pivots on the tree
+    were positive (then the caller's differences of the gradient serve)."""
     data.check_moments(moments)
     st = pattern_stages(data, moments)
-    return None if st is None else hessian_from_stages(data, moments, st, directions)
+    if st is None:
+        return None
+    try:
+        return hessian_from_stages(data, moments, st, directions)
+    except np.linalg.LinAlgError:
+        return None
 
 
 def hessian_from_stages(data, moments, st, directions: Directions):

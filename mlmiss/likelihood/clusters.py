@@ -467,7 +467,7 @@ def cluster_scores(mu_z, z, cluster_pattern, zinv, zlogdet, h, s_bz,
     Returns nan if some V_j is not positive definite."""
     k = z.shape[1]
     nb = wmub.shape[1]
-    a_flat, aj, pj, dz, uz, g = block_buffers(nb, k)   # uz: Sigma^zz delta_z, then u_z
+    a_flat, aj, pj, dz, zd, g = block_buffers(nb, k)   # zd: Sigma^zz delta_z
     af = np.empty((nb, nb))
     e_mat = np.empty((nb, nb))
     work = np.empty((4, nb, nb))
@@ -476,7 +476,7 @@ def cluster_scores(mu_z, z, cluster_pattern, zinv, zlogdet, h, s_bz,
     tmp = np.empty(nb)
     cvec = np.empty(nb)
     f_flat = np.empty(nb * nb)
-    f = f_flat.reshape((nb, nb))   # F_j, then K_j = c_j c_j' + F_j
+    f = f_flat.reshape((nb, nb))   # F_j on the other forms; K_j = c_j c_j' + F_j for the pairs
     n_cl = z.shape[0]
     (m_l, a_l, p_l, g_l, zd_l, qzz_l, f_l, e_l, c_l, b_l, quad_l, ld_l, pmin_l, lf_l, af_l,
      ag_l, t_l) = lane_buffers(nb, k, min(CHUNK, n_cl))
@@ -498,7 +498,7 @@ def cluster_scores(mu_z, z, cluster_pattern, zinv, zlogdet, h, s_bz,
             j = start + l
             q = cluster_pattern[j]
             qzz_l[l] = cluster_blocks(j, q, mu_z, z, zinv, h, cluster_pair_ptr, pair_pattern,
-                                      pair_freq, pair_sum, wb, wbb, wmub, a_flat, pj, dz, uz, g)
+                                      pair_freq, pair_sum, wb, wbb, wmub, a_flat, pj, dz, zd, g)
             mcdonald = not np.isnan(s_logdet[q])
             for e in range(nb):
                 for c in range(nb):
@@ -510,7 +510,7 @@ def cluster_scores(mu_z, z, cluster_pattern, zinv, zlogdet, h, s_bz,
                 p_l[e, l] = pj[e]
                 g_l[e, l] = g[e]
             for a in range(k):
-                zd_l[a, l] = uz[a]
+                zd_l[a, l] = zd[a]
         mcdonald_lanes(m_l, a_l, p_l, g_l, n, f_l, e_l, c_l, b_l, quad_l, ld_l, pmin_l, lf_l,
                        af_l, ag_l, t_l)
         # the other forms, one cluster at a time, into the same lanes
@@ -576,7 +576,7 @@ def cluster_scores(mu_z, z, cluster_pattern, zinv, zlogdet, h, s_bz,
                         pat_r[pat, e, b] += ce * pair_sum[pair, b]
                 for t in range(nb * nb):
                     pat_y[pat, t] += m * f_flat[t]
-        # u_z, u_z u_z' / 2 and b u_z', on all lanes
+        # u_z (now in zd_l), u_z u_z' / 2 and b u_z', on all lanes
         for a in range(k):
             s = 0.0
             for l in range(n):

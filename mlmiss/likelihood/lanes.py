@@ -7,7 +7,9 @@ half of the gradient's cluster stage). Here a chunk of clusters sits on the last
 of every array, so each step of the algebra is one loop over the chunk's clusters,
 independent lanes that the compiler turns into vector instructions (0.15 us per
 cluster). The per-cluster formulas are those of :func:`.clusters.cluster_f_into`
-(McDonald's form) and :func:`.clusters.cluster_score_vectors`.
+(McDonald's form) and :func:`.clusters.cluster_score_vectors` for the gradient
+(:func:`mcdonald_lanes`), and of McDonald's form in :func:`.clusters.cluster_terms` for
+the log-likelihood (:func:`mcdonald_term_lanes`).
 """
 
 from __future__ import annotations

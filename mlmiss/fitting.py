@@ -14,6 +14,7 @@ from .estimation.checks import admissible_start
 from .estimation.compile import ensure_compiled
 from .estimation.constraints import (KKT_TOL, ActiveSet, ConstraintSet, Reparametrized,
                                      fit_constrained)
+from .estimation.moment_start import moment_start
 from .estimation.optimizers import Estimate, optimize
 from .results import Fit
 
@@ -116,6 +117,13 @@ def sem(model: str, data, cluster: str | None = None, fixed_x: bool = True, star
     em = {"em_iter_max": em_iter_max, "em_fx_tol": em_fx_tol, "em_dx_tol": em_dx_tol,
           "em_accel": em_accel}
     restriction = _restriction(problem, theta0, optimizer)
+    metric, first_stage = None, None
+    if restriction is None and optimizer == "auto" and start is None \
+            and not problem.has_start_values:
+        # start where the model fits the levels' sample moments (:mod:`.estimation.moment_start`)
+        first_stage, simple_start = moment_start(problem, theta0), theta0
+        if first_stage is not None:
+            theta0, metric = first_stage.theta, first_stage.metric
     if isinstance(restriction, Reparametrized):
         estimate = _restricted_fit(restriction, theta0, optimizer, maxiter, gtol, max_seconds,
                                    verbose, em)
@@ -126,7 +134,13 @@ def sem(model: str, data, cluster: str | None = None, fixed_x: bool = True, star
         estimate, restriction = _constrained_fit(problem, restriction, theta0, maxiter)
     else:
         estimate = optimize(problem, theta0, optimizer, maxiter, gtol, max_seconds, verbose,
-                            "user model", em)
+                            "user model", em, metric=metric)
+    if first_stage is not None and not estimate.converged:
+        # the first stage led nowhere: lavaan's simple start, as before it
+        simple = optimize(problem, simple_start, optimizer, maxiter, gtol, max_seconds,
+                          verbose, "user model (simple start)", em)
+        if simple.converged or simple.loglik > estimate.loglik:
+            estimate, first_stage = simple, None
     if restriction is None and not estimate.converged and start is None \
             and problem.has_start_values:
         retry = optimize(problem, problem.start(user=False, loadings=loadings), optimizer,
@@ -140,7 +154,8 @@ def sem(model: str, data, cluster: str | None = None, fixed_x: bool = True, star
     options = {"cluster": problem.data.cluster_name, "fixed_x": bool(fixed_x),
                "optimizer": optimizer, "maxiter": maxiter, "gtol": gtol,
                "max_seconds": max_seconds, "between_psd": bool(between_psd),
-               "start": None if start is None else "user",
+               "start": "user" if start is not None else (
+                   "moments" if first_stage is not None else None),
                "estimator": estimator.upper(), "se": se, "test": test,
                "std_lv": bool(std_lv), "orthogonal": bool(orthogonal), "missing": "ml"}
     if optimizer == "em":

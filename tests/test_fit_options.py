@@ -39,8 +39,9 @@ def test_lbfgs_reaches_lavaan(missing_case):
 
 
 def test_start_values_are_used(missing_case, lavaan_fit):
-    """One iteration is enough from the optimum, and far from enough from the default
-    start values."""
+    """One iteration is enough from the optimum, and not enough from the default
+    start (the model fitted to the levels' sample moments: 0.13 below the maximum
+    after one iteration)."""
     ref, df = missing_case
     _, default = lavaan_fit("demo_twolevel_missing")
     fit = mlmiss.sem(ref["case"]["model"], df, cluster="cluster", start=default.theta, maxiter=1, fixed_x=False)
@@ -48,7 +49,7 @@ def test_start_values_are_used(missing_case, lavaan_fit):
     assert fit.loglik == pytest.approx(default.loglik, abs=1e-8)
     with pytest.warns(mlmiss.ConvergenceWarning):
         cold = mlmiss.sem(ref["case"]["model"], df, cluster="cluster", maxiter=1, fixed_x=False)
-    assert not cold.converged and cold.loglik < default.loglik - 1.0
+    assert not cold.converged and cold.loglik < default.loglik - 0.01
     # lavaan's estimates, read into theta, are a fine start too
     warm = mlmiss.sem(ref["case"]["model"], df, cluster="cluster", start=lavaan_theta(default, ref), fixed_x=False)
     assert warm.converged and warm.loglik == pytest.approx(default.loglik, abs=1e-6)

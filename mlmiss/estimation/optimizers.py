@@ -52,13 +52,18 @@ class Estimate:
 
 def optimize(problem, theta0, optimizer: str = "auto", maxiter: int = 1000,
              gtol: float = 1e-9, max_seconds: float | None = None,
-             verbose: bool | None = None, label: str = "fit", em_options=None) -> Estimate:
+             verbose: bool | None = None, label: str = "fit", em_options=None,
+             metric=None) -> Estimate:
     """Maximize the problem's log-likelihood from theta0 (scipy minimizes -logl / N).
     ``max_seconds`` caps the time as ``maxiter`` caps the iterations. A fit still
     running after two seconds shows a progress line (:mod:`mlmiss.progress`; ``verbose``
     None: when stderr is a terminal) named ``label``. ``optimizer="em"`` runs the EM
     algorithm (:mod:`.em`) with ``em_options`` (em_iter_max, em_fx_tol, em_dx_tol,
-    em_accel); ``maxiter`` then caps the boundary phase that may finish it."""
+    em_accel); ``maxiter`` then caps the boundary phase that may finish it.
+
+    ``metric``: an approximate Hessian of -logl / N in theta's units, positive definite
+    (:mod:`.moment_start`); the Krylov trust region then works in coordinates where it
+    is the identity, which shortens its Krylov sequences. Ignored by the others."""
     from scipy.optimize import minimize  # imported here: slow, and not needed for loglik
 
     if optimizer not in OPTIMIZERS:
@@ -73,9 +78,6 @@ def optimize(problem, theta0, optimizer: str = "auto", maxiter: int = 1000,
     def f_and_grad(u):
         value, g = problem.f_and_grad(scales * u)
         return value, g * scales
-
-    def grad(u):
-        return f_and_grad(u)[1]
 
     def scaled_gradient(u):   # None where inadmissible: one-sided columns there
         g = problem.gradient(scales * u)
@@ -100,7 +102,8 @@ def optimize(problem, theta0, optimizer: str = "auto", maxiter: int = 1000,
     with one_blas_thread():
         result = None
         if optimizer == "auto":
-            result = _trust_krylov(f_and_grad, grad, u0, maxiter, gtol, clock)
+            result = _trust_krylov(f_and_grad, u0, maxiter, gtol, clock,
+                                   _metric_factor(metric, scales))
             used = "trust-krylov"
             if not (_max_abs(result.jac) <= GRADIENT_TOLERANCE or clock.expired):
                 # start again with the full Hessian (from where the Krylov steps ended it
@@ -230,25 +233,54 @@ def _max_abs(x) -> float:
 KRYLOV_STOP = 1e-8
 
 
-def _trust_krylov(f_and_grad, grad, theta0, maxiter, gtol, clock):
+def _metric_factor(metric, scales):
+    """R, upper triangular, with R'R the metric in the optimizer's units u = theta /
+    scales; None without a metric or where it is not positive definite."""
+    if metric is None:
+        return None
+    metric_u = np.asarray(metric, dtype=float) * np.outer(scales, scales)
+    try:
+        return np.linalg.cholesky(0.5 * (metric_u + metric_u.T)).T
+    except np.linalg.LinAlgError:
+        return None
+
+
+def _trust_krylov(f_and_grad, theta0, maxiter, gtol, clock, factor=None):
     """scipy's trust-krylov with Hessian-vector products from gradient differences
     (one gradient each; the gradient at theta is kept between products), stopped as soon
-    as an accepted step's gradient is below :data:`KRYLOV_STOP`."""
+    as an accepted step's gradient is below :data:`KRYLOV_STOP`.
+
+    With ``factor`` R (:func:`_metric_factor`) it runs on v = R theta: the gradient
+    there is R^-T g, the Hessian R^-T H R^-1, and the trust region a ball in the metric;
+    the stopping test and the result stay in theta's terms."""
+    from scipy.linalg import solve_triangular
     from scipy.optimize import minimize
 
     largest = {}
     recent = {}   # the last gradients evaluated: hessp's base point is one of them
+    plain = {}    # with a factor: the gradients in theta's terms
 
-    def evaluate(theta):
-        value, g = f_and_grad(theta)
+    def to_theta(x):
+        return x if factor is None else solve_triangular(factor, x)
+
+    def evaluate(x):
+        value, g = f_and_grad(to_theta(x))
         if len(largest) > 64:   # the accepted point is among the last few evaluated
             largest.clear()
         if len(recent) > 4:
             recent.clear()
-        key = theta.tobytes()
+        key = x.tobytes()
         largest[key] = _max_abs(g) if value < INADMISSIBLE else np.inf
+        if factor is not None:
+            if len(plain) > 64:
+                plain.clear()
+            plain[key] = g
+            g = solve_triangular(factor, g, trans="T")
         recent[key] = g.copy()
         return value, g
+
+    def grad(x):
+        return evaluate(x)[1]
 
     values = []
 
@@ -268,18 +300,26 @@ def _trust_krylov(f_and_grad, grad, theta0, maxiter, gtol, clock):
         norm = np.linalg.norm(v)
         if norm == 0.0:
             return np.zeros_like(v)
-        key = theta.tobytes()
-        if key not in recent:
-            recent[key] = grad(theta)
+        base = recent.get(theta.tobytes())
+        if base is None:
+            base = grad(theta)
         eps = 1e-7 * max(1.0, np.linalg.norm(theta)) / norm
-        return (grad(theta + eps * v) - recent[key]) / eps
+        return (grad(theta + eps * v) - base) / eps
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # scipy's notes on inexact trust-region solves
         # it either gets there in a few dozen steps or stalls at round-off
-        result = minimize(evaluate, theta0, jac=True, hessp=hessp, method="trust-krylov",
+        x0 = theta0 if factor is None else factor @ theta0
+        result = minimize(evaluate, x0, jac=True, hessp=hessp, method="trust-krylov",
                           callback=stop_when_small,
                           options={"maxiter": min(maxiter, 100), "gtol": gtol})
+    if factor is not None:   # back to theta's terms
+        key = result.x.tobytes()
+        result.jac = plain[key] if key in plain else f_and_grad(to_theta(result.x))[1]
+        result.x = to_theta(result.x)
     if "StopIteration" in str(result.message) and not clock.expired:
         result.message = "gradient below tolerance"
+    elif not result.success and _max_abs(result.jac) <= GRADIENT_TOLERANCE:
+        # scipy's "bad approximation": a step at round-off, after converging
+        result.message = "gradient below tolerance; the last steps were at round-off"
     return result

@@ -15,7 +15,7 @@ from mlmiss.estimation.independence import (
     random_intercepts,
 )
 from mlmiss.estimation.optimizers import optimize
-from mlmiss.model.start import cluster_summaries
+from mlmiss.data.summaries import cluster_summaries
 
 
 def _baseline(name, fixed_x):

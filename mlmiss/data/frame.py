@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError, MomentsError
+from .summaries import cluster_summaries as _cluster_summaries
 from .patterns import Level1Patterns, Level2Patterns, level1_patterns, level2_patterns, sort_rows
 
 _SHOW = 5  # how many offending clusters/rows an error message lists
@@ -240,6 +241,16 @@ class TwoLevelData:
     def n_observed_values(self) -> int:
         """Observed values entering the likelihood: level-1 values plus one z per cluster."""
         return int(np.sum(~np.isnan(self.y)) + np.sum(~np.isnan(self.z)))
+
+    @cached_property
+    def cluster_summaries(self):
+        """Per cluster and level-1 column (J x P, read-only): the number of available
+        values, their mean (NaN where none) and their sum of squared deviations from it
+        (:func:`.summaries.cluster_summaries`)."""
+        arrays = _cluster_summaries(self.y, self.row_cluster, self.n_clusters)
+        for array in arrays:
+            array.flags.writeable = False
+        return arrays
 
     def check_moments(self, moments) -> None:
         """Moments must be ordered like the data: P level-1 and K between-only variables."""

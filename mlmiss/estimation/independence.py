@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..model.start import cluster_summaries
 
 #: EM iterations of a block of covariates, and the change of its estimates (relative to
 #: the variances) at which it stops
@@ -35,7 +34,7 @@ STEP_TOLERANCE = 1e-9
 
 def random_intercepts(counts, means, within):
     """(mu, a, b) per column: the ML estimates of the one-way random-effects model from
-    :func:`cluster_summaries`; NaN for a column whose Newton iteration fails (a between
+    :func:`mlmiss.data.summaries.cluster_summaries`; NaN for a column whose Newton iteration fails (a between
     variance at or below zero, or a within variance that is not positive), which is
     left to the general optimizer."""
     n = counts
@@ -178,8 +177,7 @@ def independence_theta(problem) -> np.ndarray:
     both = np.asarray(problem.model.between_mask, dtype=bool)
     y_index = {name: i for i, name in enumerate(data.y_names)}
     z_index = {name: i for i, name in enumerate(data.z_names)}
-    counts, means, within = cluster_summaries(data.y[:, both], data.row_cluster,
-                                              data.n_clusters)
+    counts, means, within = (a[:, both] for a in data.cluster_summaries)
     mu_b, a_b, b_b = random_intercepts(counts, means, within)
     column = {i: c for c, i in enumerate(np.flatnonzero(both))}
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -34,8 +34,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..model.start import cluster_summaries
-
 #: Fisher scoring stops when the largest scaled gradient element of Phi is below this
 #: (the FIML fit goes the rest of the way) or after MAX_ITERATIONS
 TOLERANCE = 1e-7
@@ -96,7 +94,7 @@ def _levels(data, between_index):
     """(level 1, level 2, the harmonic mean cluster size) of the data's sample moments."""
     p = data.n_y
     n, n_clusters = data.n_obs, data.n_clusters
-    counts, means, _ = cluster_summaries(data.y, data.row_cluster, n_clusters)
+    counts, means, _ = data.cluster_summaries
     with np.errstate(invalid="ignore"):
         deviations = data.y - means[data.row_cluster]
     # cross products about the cluster means: each cluster spends one degree of freedom

@@ -23,31 +23,11 @@ import numpy as np
 import pandas as pd
 
 
-def cluster_summaries(y, row_cluster, n_clusters):
-    """Per cluster and column (J x P): the number of available values, their mean
-    (NaN where none) and their sum of squared deviations from it."""
-    observed = ~np.isnan(y)
-    filled = np.where(observed, y, 0.0)
-    p = y.shape[1]
-    counts = np.empty((n_clusters, p))
-    means = np.empty((n_clusters, p))
-    within = np.empty((n_clusters, p))
-    for c in range(p):
-        counts[:, c] = np.bincount(row_cluster, observed[:, c], n_clusters)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            means[:, c] = np.bincount(row_cluster, filled[:, c], n_clusters) / counts[:, c]
-        # deviations from the cluster means, not sum y^2 - n ybar^2 (no cancellation)
-        deviation = np.where(observed[:, c], y[:, c] - means[row_cluster, c], 0.0)
-        within[:, c] = np.bincount(row_cluster, deviation ** 2, n_clusters)
-    return counts, means, within
-
-
 def level_statistics(data):
     """(within variance (P), between variance of the level-1 variables (P), overall
     means (P), z variances (K), z means (K)) from the available values."""
     means = np.nanmean(data.y, axis=0)
-    counts, cluster_means, squares = cluster_summaries(data.y, data.row_cluster,
-                                                       data.n_clusters)
+    counts, cluster_means, squares = data.cluster_summaries
     dof = np.maximum(counts.sum(axis=0) - (counts > 0).sum(axis=0), 1)
     within = squares.sum(axis=0) / dof
     between = np.nanvar(cluster_means, axis=0)
@@ -61,7 +41,7 @@ def level_covariances(data):
     (deviations from the cluster means) and of the level-2 values between them (cluster
     means of the level-1 variables, then the between-only variables), as DataFrames
     labelled by variable name."""
-    _, cluster_means, _ = cluster_summaries(data.y, data.row_cluster, data.n_clusters)
+    _, cluster_means, _ = data.cluster_summaries
     deviations = data.y - cluster_means[data.row_cluster]
     within = pd.DataFrame(deviations, columns=list(data.y_names)).cov()
     level2 = np.column_stack([cluster_means, data.z]) if data.n_z else cluster_means

@@ -36,7 +36,7 @@ import numpy as np
 
 #: Fisher scoring stops when the largest scaled gradient element of Phi is below this
 #: (the FIML fit goes the rest of the way) or after MAX_ITERATIONS
-TOLERANCE = 1e-7
+TOLERANCE = 1e-5
 MAX_ITERATIONS = 50
 #: the metric is used only where its condition number (in the optimizer's units) is
 #: below this
@@ -166,9 +166,8 @@ def _level_terms(level, sigma, d_sigma, mu, d_mu, want_information):
 def _phi(problem, theta, levels, harmonic, want_information=True):
     """(Phi, its gradient, its information) at theta, or None outside the region where
     every level's Sigma is positive definite."""
-    model = problem.model
-    moments, jac = model.moments_and_jacobian(theta)
-    parts = _implied(moments, model.directions(jac), moments.between_index, harmonic)
+    moments, directions = problem.moments_and_directions(theta)
+    parts = _implied(moments, directions, moments.between_index, harmonic)
     value, grad, info = 0.0, 0.0, 0.0
     for level, implied in zip(levels, parts):
         if implied[0].size == 0:
@@ -188,11 +187,10 @@ def moment_start(problem, theta0) -> MomentStart | None:
     """Fit the model to the levels' sample moments from theta0 (see the module
     docstring); None if the sample moments, the model's implied ones or the scoring
     steps break down, or if the FIML log-likelihood is no better there than at theta0."""
-    model = getattr(problem, "model", None)
-    if model is None or not hasattr(model, "directions"):
+    if not hasattr(problem, "moments_and_directions"):
         return None
     theta = np.asarray(theta0, dtype=float).copy()
-    between_index = model.moments(theta).between_index
+    between_index = problem.moments(theta).between_index
     level1, level2, harmonic = _levels(problem.data, between_index)
     if level1.cov is None or level2.cov is None:
         return None

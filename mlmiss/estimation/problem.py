@@ -114,6 +114,11 @@ class Problem(Objective):
     def gradient_of_moments(self, theta, g):
         return self.model.jacobian(theta).T @ flatten_gradient(g)
 
+    def moments_and_directions(self, theta):
+        """(moments, their derivatives in theta as :class:`Directions`)."""
+        moments, jac = self.model.moments_and_jacobian(theta)
+        return moments, self.model.directions(jac)
+
     def loglik_hessian(self, theta):
         """J' H J along the model's Jacobian (:func:`mlmiss.likelihood.hessian.loglik_hessian`)
         plus the curvature of the moments in theta paired with their gradient."""

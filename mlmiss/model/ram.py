@@ -262,33 +262,29 @@ class TwoLevelModel:
         if unused:
             raise ModelError(f"free indices {unused} are used by no row (expected 1..{self.npar})")
 
-        bad = rows[~rows["op"].isin(OPS)]
-        if len(bad):
-            r = bad.iloc[0]
-            raise ModelError(f"row {bad.index[0]} ({r.lhs} {r.op} {r.rhs}): op must be one of {OPS}")
-        bad = rows[~rows["level"].isin((1, 2))]
-        if len(bad):
-            raise ModelError(f"row {bad.index[0]}: level must be 1 or 2, got {bad['level'].iloc[0]}")
-        need_rhs = rows["op"] != "~1"
-        bad = rows[need_rhs & (rows["rhs"] == "")]
-        if len(bad):
-            raise ModelError(f"row {bad.index[0]} ({bad['lhs'].iloc[0]} {bad['op'].iloc[0]}): rhs is empty")
-        bad = rows[(rows["op"] == "~1") & (rows["rhs"] != "")]
-        if len(bad):
-            raise ModelError(f"row {bad.index[0]} ({bad['lhs'].iloc[0]} ~1): rhs must be empty")
-        fixed_nan = (free == 0) & np.isnan(value)
-        if np.any(fixed_nan):
-            i = int(np.flatnonzero(fixed_nan)[0])
-            r = rows.iloc[i]
-            raise ModelError(f"row {rows.index[i]} ({r.lhs} {r.op} {r.rhs}, level {r.level}) "
-                             "is fixed but has no value")
+        # plain lists: pandas masks over (arrow) strings cost 5 ms per model
+        labels = rows.index.tolist()
+        lhs, op, rhs, level = (rows[c].tolist() for c in ("lhs", "op", "rhs", "level"))
+        for pos in range(len(labels)):
+            where = f"row {labels[pos]} ({lhs[pos]} {op[pos]} {rhs[pos]})"
+            if op[pos] not in OPS:
+                raise ModelError(f"{where}: op must be one of {OPS}")
+            if level[pos] not in (1, 2):
+                raise ModelError(f"row {labels[pos]}: level must be 1 or 2, got {level[pos]}")
+            if op[pos] != "~1" and rhs[pos] == "":
+                raise ModelError(f"row {labels[pos]} ({lhs[pos]} {op[pos]}): rhs is empty")
+            if op[pos] == "~1" and rhs[pos] != "":
+                raise ModelError(f"row {labels[pos]} ({lhs[pos]} ~1): rhs must be empty")
+            if free[pos] == 0 and np.isnan(value[pos]):
+                raise ModelError(f"row {labels[pos]} ({lhs[pos]} {op[pos]} {rhs[pos]}, level "
+                                 f"{level[pos]}) is fixed but has no value")
 
         # observed and latent variables per level
         latent, observed = {}, {}
         for lev in (1, 2):
-            sub = rows[rows["level"] == lev]
-            lat = list(dict.fromkeys(sub.loc[sub["op"] == "=~", "lhs"]))
-            seen = list(dict.fromkeys(v for pair in zip(sub["lhs"], sub["rhs"]) for v in pair if v))
+            at = [pos for pos in range(len(labels)) if level[pos] == lev]
+            lat = list(dict.fromkeys(lhs[pos] for pos in at if op[pos] == "=~"))
+            seen = list(dict.fromkeys(v for pos in at for v in (lhs[pos], rhs[pos]) if v))
             latent[lev] = lat
             observed[lev] = [v for v in seen if v not in set(lat)]
         obs1, obs2 = set(observed[1]), set(observed[2])

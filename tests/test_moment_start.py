@@ -125,3 +125,44 @@ def test_user_start_values_skip_the_first_stage():
     assert fit.options["start"] == "user" and fit.converged
     em = mlmiss.sem(ref["case"]["model"], df, cluster="cluster", optimizer="em", fixed_x=False)
     assert em.options["start"] is None
+
+
+def test_a_first_stage_that_leads_nowhere_gives_way_to_the_simple_start(monkeypatch):
+    """When the fit from the first stage does not converge (here: cut to one iteration),
+    the fit starts again from lavaan's simple start and says so in ``options["start"]``."""
+    import mlmiss.fitting
+
+    real = mlmiss.fitting.optimize
+    calls = []
+
+    def cut_short(problem, theta0, *args, metric=None, **kwargs):
+        calls.append(metric is not None)
+        if metric is not None:
+            return real(problem, theta0, "auto", 1, metric=metric)
+        return real(problem, theta0, *args, **kwargs)
+
+    monkeypatch.setattr(mlmiss.fitting, "optimize", cut_short)
+    ref, problem, _ = problem_of("demo_twolevel_missing")
+    df = pd.read_csv(LAVAAN_DIR / ref["case"]["data"])
+    fit = mlmiss.sem(ref["case"]["model"], df, cluster="cluster", fixed_x=False)
+    assert calls == [True, False]
+    assert fit.converged and fit.options["start"] is None
+    assert fit.loglik == pytest.approx(ref["fit"]["loglik"], abs=1e-5)
+
+
+def test_a_krylov_breakdown_at_round_off_keeps_the_converged_point(monkeypatch):
+    """paper_example's 40 clusters: from the first stage, trust-krylov's Krylov solve
+    asked for a product along a NaN direction once the gradient was at 1e-8 (the fit
+    raised ValueError); the last accepted point is the maximum the simple start reaches."""
+    import mlmiss.fitting
+
+    df = mlmiss.datasets.paper_example(n_clusters_per_size=10)
+    model = json.loads((LAVAAN_DIR / "paper_like.json").read_text())["case"]["model"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = mlmiss.sem(model, df, cluster="cluster", fixed_x=False)
+        monkeypatch.setattr(mlmiss.fitting, "moment_start", lambda problem, theta0: None)
+        simple = mlmiss.sem(model, df, cluster="cluster", fixed_x=False)
+    assert fit.options["start"] == "moments" and fit.converged and simple.converged
+    assert fit.loglik == pytest.approx(simple.loglik, abs=1e-7)
+    np.testing.assert_allclose(fit.theta, simple.theta, atol=1e-5)

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..threads import one_blas_thread
+
 #: Fisher scoring stops when the largest scaled gradient element of Phi is below this
 #: (the FIML fit goes the rest of the way) or after MAX_ITERATIONS
 TOLERANCE = 1e-5
@@ -187,6 +189,11 @@ def moment_start(problem, theta0) -> MomentStart | None:
     """Fit the model to the levels' sample moments from theta0 (see the module
     docstring); None if the sample moments, the model's implied ones or the scoring
     steps break down, or if the FIML log-likelihood is no better there than at theta0."""
+    with one_blas_thread():   # small matrices, between Numba kernels (and reproducible)
+        return _moment_start(problem, theta0)
+
+
+def _moment_start(problem, theta0):
     if not hasattr(problem, "moments_and_directions"):
         return None
     theta = np.asarray(theta0, dtype=float).copy()

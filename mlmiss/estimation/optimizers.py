@@ -228,6 +228,10 @@ def _max_abs(x) -> float:
     return float(np.max(np.abs(x))) if np.size(x) else 0.0
 
 
+class _Breakdown(Exception):
+    """trust-krylov asked for a Hessian-vector product along a non-finite direction."""
+
+
 #: trust-krylov stops here: past it, round-off makes its steps wander (it used to run to
 #: its iteration cap after converging, proposing inadmissible points)
 KRYLOV_STOP = 1e-8
@@ -254,7 +258,7 @@ def _trust_krylov(f_and_grad, theta0, maxiter, gtol, clock, factor=None):
     there is R^-T g, the Hessian R^-T H R^-1, and the trust region a ball in the metric;
     the stopping test and the result stay in theta's terms."""
     from scipy.linalg import solve_triangular
-    from scipy.optimize import minimize
+    from scipy.optimize import OptimizeResult, minimize
 
     largest = {}
     recent = {}   # the last gradients evaluated: hessp's base point is one of them
@@ -283,8 +287,10 @@ def _trust_krylov(f_and_grad, theta0, maxiter, gtol, clock, factor=None):
         return evaluate(x)[1]
 
     values = []
+    accepted = [np.asarray(theta0 if factor is None else factor @ theta0, dtype=float)]
 
     def stop_when_small(intermediate_result):
+        accepted[0] = np.array(intermediate_result.x, dtype=float)
         clock.check()
         clock.tick(float(intermediate_result.fun))
         grad_max = largest.get(intermediate_result.x.tobytes(), np.inf)
@@ -298,6 +304,8 @@ def _trust_krylov(f_and_grad, theta0, maxiter, gtol, clock, factor=None):
 
     def hessp(theta, v):
         norm = np.linalg.norm(v)
+        if not np.isfinite(norm):
+            raise _Breakdown
         if norm == 0.0:
             return np.zeros_like(v)
         base = recent.get(theta.tobytes())
@@ -309,10 +317,17 @@ def _trust_krylov(f_and_grad, theta0, maxiter, gtol, clock, factor=None):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # scipy's notes on inexact trust-region solves
         # it either gets there in a few dozen steps or stalls at round-off
-        x0 = theta0 if factor is None else factor @ theta0
-        result = minimize(evaluate, x0, jac=True, hessp=hessp, method="trust-krylov",
-                          callback=stop_when_small,
-                          options={"maxiter": min(maxiter, 100), "gtol": gtol})
+        try:
+            result = minimize(evaluate, accepted[0], jac=True, hessp=hessp,
+                              method="trust-krylov", callback=stop_when_small,
+                              options={"maxiter": min(maxiter, 100), "gtol": gtol})
+        except _Breakdown:
+            # trlib's Krylov solve broke down (NaN directions; seen once the gradient was
+            # at 1e-8): the last accepted point is the result
+            value, g = evaluate(accepted[0])
+            result = OptimizeResult(x=accepted[0], fun=value, jac=g, nit=len(values),
+                                    success=False,
+                                    message="the trust-region subproblem broke down")
     if factor is not None:   # back to theta's terms
         key = result.x.tobytes()
         result.jac = plain[key] if key in plain else f_and_grad(to_theta(result.x))[1]

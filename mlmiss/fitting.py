@@ -40,7 +40,9 @@ def sem(model: str, data, cluster: str | None = None, fixed_x: bool = True, star
         does (:mod:`mlmiss.estimation.fixed_x`). False treats them as random: their
         means, variances and covariances are estimated and their missing values are
         handled by FIML like any other.
-    start : optional theta to start from (default: lavaan-style simple start values).
+    start : optional theta to start from (default: the model fitted to the levels'
+        sample moments, :mod:`mlmiss.estimation.moment_start`, else lavaan-style simple
+        start values).
     optimizer : "auto" (default: scipy's Krylov trust region with Hessian-vector products
         from the analytic gradient, and the full-Hessian trust region when that does not
         reach a stationary point), "trust-exact", "L-BFGS-B" or "em" (the EM algorithm,
@@ -135,11 +137,14 @@ def sem(model: str, data, cluster: str | None = None, fixed_x: bool = True, star
     else:
         estimate = optimize(problem, theta0, optimizer, maxiter, gtol, max_seconds, verbose,
                             "user model", em, metric=metric)
-    if first_stage is not None and not estimate.converged:
-        # the first stage led nowhere: lavaan's simple start, as before it
-        simple = optimize(problem, simple_start, optimizer, maxiter, gtol, max_seconds,
+    left = None if max_seconds is None else max_seconds - estimate.seconds
+    if first_stage is not None and not estimate.converged and (left is None or left > 0):
+        # the first stage led nowhere: lavaan's simple start, in the time that is left;
+        # the higher maximum wins (a converged one unless clearly lower)
+        simple = optimize(problem, simple_start, optimizer, maxiter, gtol, left,
                           verbose, "user model (simple start)", em)
-        if simple.converged or simple.loglik > estimate.loglik:
+        close = simple.loglik >= estimate.loglik - 1e-6 * abs(estimate.loglik)
+        if simple.loglik > estimate.loglik or (simple.converged and close):
             estimate, first_stage = simple, None
     if restriction is None and not estimate.converged and start is None \
             and problem.has_start_values:

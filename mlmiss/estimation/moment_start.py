@@ -14,11 +14,13 @@ patterns:
    of the "both" variables having Sigma_b + Sigma_w / n (n: the harmonic mean cluster
    size), as in Muthen's (1994) MUML:
 
-       Phi(theta) = [n_w F(S_w, Sigma_w) + n_2 F(S_2, Sigma_2)] / (2 N),
-       F(S, Sigma) = log|Sigma| + tr(Sigma^-1 (S + d d')),  d = sample mean - model mean,
+       Phi(theta) = [n_w F_w + n_2 F_2] / (2 N),
+       F = log|Sigma| + tr(Sigma^-1 S) + (m / n) d' Sigma_d^-1 d,  d = sample - model means,
 
-   by Fisher scoring, whose information I(theta) = [n_w I_w + n_2 I_2] / (2 N) with
-   I_l[t, u] = tr(Sigma^-1 dSigma_t Sigma^-1 dSigma_u) + 2 dmu_t' Sigma^-1 dmu_u
+   where level 1's means are those of the within-only variables (Sigma_d: their block of
+   Sigma_w; m = N rows) and level 2's those of its variables (m = n_2 = J), by Fisher
+   scoring, whose information I(theta) = [n_w I_w + n_2 I_2] / (2 N) with
+   I_l[t, u] = tr(Sigma^-1 dSigma_t Sigma^-1 dSigma_u) + 2 (m / n) dmu_t' Sigma_d^-1 dmu_u
    needs only the model's Jacobian.
 
 Phi approximates -logl / N, so its maximizer is near the FIML estimate, and I at that
@@ -60,10 +62,11 @@ class MomentStart:
 
 @dataclass(frozen=True)
 class _Level:
-    n: float                 # the level's weight: its degrees of freedom
+    n: float                 # the covariance part's weight: its degrees of freedom
     cov: np.ndarray          # S, positive definite
     mean: np.ndarray         # sample means of the variables with a mean at this level
     mean_index: np.ndarray   # which of the level's variables those are
+    mean_n: float            # the mean part's weight: its number of observations
 
 
 def _pairwise_cov(x, dof_fraction=1.0):
@@ -97,21 +100,26 @@ def _levels(data, between_index):
     p = data.n_y
     n, n_clusters = data.n_obs, data.n_clusters
     counts, means, _ = data.cluster_summaries
-    with np.errstate(invalid="ignore"):
-        deviations = data.y - means[data.row_cluster]
-    # cross products about the cluster means: each cluster spends one degree of freedom
-    seen = ~np.isnan(deviations)
-    filled = np.where(seen, deviations, 0.0)
-    pairs = seen.T.astype(float) @ seen
+    # cross products about the cluster means (each cluster spends one degree of
+    # freedom), with one N x P temporary: at J = 100,000 each costs 130 MB
+    deviations = np.take(means, data.row_cluster, axis=0)
+    np.subtract(data.y, deviations, out=deviations)
+    np.nan_to_num(deviations, copy=False)
+    level1_patterns = data.level1
+    seen = level1_patterns.observed.astype(float)
+    pairs = (seen.T * level1_patterns.freq) @ seen
     with np.errstate(invalid="ignore", divide="ignore"):
-        s_w = (filled.T @ filled) / (pairs * max(n - n_clusters, 1) / n)
+        s_w = (deviations.T @ deviations) / (pairs * max(n - n_clusters, 1) / n)
+        overall = np.nansum(counts * means, axis=0) / counts.sum(axis=0)
+    deviations = None
     within_only = np.setdiff1d(np.arange(p), between_index)
     level1 = _Level(float(max(n - n_clusters, 1)), _positive_definite(s_w),
-                    np.nanmean(data.y[:, within_only], axis=0), within_only)
+                    overall[within_only], within_only, float(n))
     cluster_values = np.column_stack([means[:, between_index], data.z])
-    s_2 = _pairwise_cov(cluster_values, (n_clusters - 1) / n_clusters)
+    s_2 = _pairwise_cov(cluster_values)   # about the sample means, as ML's S + d d'
     level2 = _Level(float(n_clusters), _positive_definite(s_2),
-                    np.nanmean(cluster_values, axis=0), np.arange(cluster_values.shape[1]))
+                    np.nanmean(cluster_values, axis=0), np.arange(cluster_values.shape[1]),
+                    float(n_clusters))
     sizes = np.bincount(data.row_cluster, minlength=n_clusters)
     harmonic = n_clusters / np.sum(1.0 / np.maximum(sizes, 1))
     return level1, level2, harmonic
@@ -151,17 +159,18 @@ def _level_terms(level, sigma, d_sigma, mu, d_mu, want_information):
     # the mean's quadratic form uses its variables' block of Sigma
     omega_m = omega if idx.size == sigma.shape[0] else np.linalg.inv(sigma[np.ix_(idx, idx)])
     od = omega_m @ d
-    value = 2.0 * np.sum(np.log(np.diag(chol))) + np.sum(omega * level.cov) + d @ od
+    w = level.mean_n / level.n   # the mean part's weight relative to the covariance part's
+    value = 2.0 * np.sum(np.log(np.diag(chol))) + np.sum(omega * level.cov) + w * (d @ od)
     g_sigma = omega - omega @ level.cov @ omega
-    g_sigma[np.ix_(idx, idx)] -= np.outer(od, od)
-    grad = np.einsum("tij,ij->t", d_sigma, g_sigma) - 2.0 * d_mu[:, idx] @ od
+    g_sigma[np.ix_(idx, idx)] -= w * np.outer(od, od)
+    grad = np.einsum("tij,ij->t", d_sigma, g_sigma) - 2.0 * w * (d_mu[:, idx] @ od)
     if not want_information:
         return value, grad, None
     a = omega @ d_sigma   # (T, d, d): Sigma^-1 dSigma_t
     t = a.shape[0]
     info = a.reshape(t, -1) @ np.swapaxes(a, 1, 2).reshape(t, -1).T
     dm = d_mu[:, idx]
-    info += 2.0 * dm @ omega_m @ dm.T
+    info += 2.0 * w * (dm @ omega_m @ dm.T)
     return value, grad, info
 
 
@@ -190,7 +199,10 @@ def moment_start(problem, theta0) -> MomentStart | None:
     docstring); None if the sample moments, the model's implied ones or the scoring
     steps break down, or if the FIML log-likelihood is no better there than at theta0."""
     with one_blas_thread():   # small matrices, between Numba kernels (and reproducible)
-        return _moment_start(problem, theta0)
+        try:
+            return _moment_start(problem, theta0)
+        except (np.linalg.LinAlgError, ArithmeticError, ValueError):
+            return None   # a start value only: the simple start serves
 
 
 def _moment_start(problem, theta0):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -21,6 +22,20 @@ def load_case(name: str):
     names = ref["start"]["moments"]
     data = mlmiss.TwoLevelData.from_frame(df, ref["case"]["cluster"], y=names["y_names"], z=names["z_names"])
     return ref, data
+
+
+def case_problem(name: str, clusters=None):
+    """The estimation problem of a lavaan reference case (its first ``clusters``
+    clusters if given), warnings of the pre-fit checks silenced."""
+    from mlmiss.estimation.build import build_problem
+
+    case = json.loads((LAVAAN_DIR / f"{name}.json").read_text())["case"]
+    df = pd.read_csv(LAVAAN_DIR / case["data"])
+    if clusters is not None:
+        df = df[df[case["cluster"]].isin(sorted(df[case["cluster"]].unique())[:clusters])]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return build_problem(case["model"], df, case["cluster"], case.get("fixed_x", False))
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,6 @@
 Q are checked by Fisher's identity, grad Q(theta | theta) = grad logl(theta), against
 the engine's analytic gradient; the EM iteration against the trust-region optimum."""
 
-import json
 import warnings
 
 import numpy as np
@@ -12,22 +11,11 @@ import pytest
 import mlmiss
 
 from conftest import LAVAAN_DIR
-from mlmiss.estimation.build import build_problem
+from conftest import case_problem as problem_of
 from mlmiss.estimation.em.algorithm import fit_em
 from mlmiss.estimation.em.complete import CompleteData
 from mlmiss.estimation.em.estep import Statistics, expected_statistics
 from mlmiss.estimation.optimizers import optimize
-
-
-def problem_of(name, clusters=None):
-    ref = json.loads((LAVAAN_DIR / f"{name}.json").read_text())
-    case = ref["case"]
-    df = pd.read_csv(LAVAAN_DIR / case["data"])
-    if clusters is not None:
-        df = df[df[case["cluster"]].isin(sorted(df[case["cluster"]].unique())[:clusters])]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return build_problem(case["model"], df, case["cluster"], case.get("fixed_x", False))
 
 
 @pytest.mark.parametrize("name", ["demo_twolevel_missing", "singular_between",

@@ -17,19 +17,14 @@ from mlmiss.estimation.build import build_problem
 from mlmiss.estimation.checks import admissible_start
 from mlmiss.estimation.moment_start import _Level, _level_terms, _levels, _phi, moment_start
 
-from conftest import LAVAAN_DIR
+from conftest import LAVAAN_DIR, case_problem
 
 
-def problem_of(name, clusters=None):
-    ref = json.loads((LAVAAN_DIR / f"{name}.json").read_text())
-    case = ref["case"]
-    df = pd.read_csv(LAVAAN_DIR / case["data"])
-    if clusters is not None:
-        df = df[df[case["cluster"]].isin(sorted(df[case["cluster"]].unique())[:clusters])]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        problem = build_problem(case["model"], df, case["cluster"], False)
-    return ref, problem, admissible_start(problem, problem.start(), False)
+def problem_of(name):
+    """(the case's lavaan answers, its problem, the simple start)."""
+    problem = case_problem(name)
+    return (json.loads((LAVAAN_DIR / f"{name}.json").read_text()), problem,
+            admissible_start(problem, problem.start(), False))
 
 
 def test_phi_gradient_matches_differences():

@@ -69,15 +69,14 @@ class _Level:
     mean_n: float            # the mean part's weight: its number of observations
 
 
-def _pairwise_cov(x, dof_fraction=1.0):
+def _pairwise_cov(x):
     """Covariance matrix of the columns of x (NaN: not observed) from pairwise-complete
-    cross products about the column means, divided by the pair counts times
-    ``dof_fraction`` (the share of degrees of freedom the means left)."""
+    cross products about the column means, divided by the pair counts (ML)."""
     seen = ~np.isnan(x)
     centred = np.where(seen, x - np.nanmean(x, axis=0), 0.0)
     counts = seen.T.astype(float) @ seen
     with np.errstate(invalid="ignore", divide="ignore"):
-        return (centred.T @ centred) / (counts * dof_fraction)
+        return (centred.T @ centred) / counts
 
 
 def _positive_definite(s):
@@ -120,8 +119,7 @@ def _levels(data, between_index):
     level2 = _Level(float(n_clusters), _positive_definite(s_2),
                     np.nanmean(cluster_values, axis=0), np.arange(cluster_values.shape[1]),
                     float(n_clusters))
-    sizes = np.bincount(data.row_cluster, minlength=n_clusters)
-    harmonic = n_clusters / np.sum(1.0 / np.maximum(sizes, 1))
+    harmonic = n_clusters / np.sum(1.0 / np.maximum(data.cluster_sizes, 1))
     return level1, level2, harmonic
 
 

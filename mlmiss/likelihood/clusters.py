@@ -207,19 +207,30 @@ def other_cluster_term(s_bz, r_fac, rank, aj, pj, g, work):
                 s += r_fac[e, c] * ar[e, d]
             nmat[c, d] = s + (1.0 if c == d else 0.0)
             nmat[d, c] = nmat[c, d]
-    logdet_n = cholesky_into(nmat, r, ln)
+    logdet_n, xx, xy, yy = factor_quadratics(nmat, r, ln, x, y)
     if np.isnan(logdet_n):
         return np.nan
-    forward_solve(ln, r, x)
-    forward_solve(ln, r, y)
+    return logdet_n + (gag - yy) - 2.0 * (pg - xy) - xx
+
+
+@njit(cache=True, fastmath=FAST)
+def factor_quadratics(nmat, n, ln, x, y):
+    """(log|N|, x' N^-1 x, x' N^-1 y, y' N^-1 y) for the leading n x n block of the
+    symmetric N, through its Cholesky factor (into ln; x and y are overwritten by
+    L^-1 x and L^-1 y); log|N| is nan where N is not positive definite."""
+    logdet = cholesky_into(nmat, n, ln)
+    if np.isnan(logdet):
+        return logdet, 0.0, 0.0, 0.0
+    forward_solve(ln, n, x)
+    forward_solve(ln, n, y)
     xx = 0.0
     xy = 0.0
     yy = 0.0
-    for c in range(r):
+    for c in range(n):
         xx += x[c] * x[c]
         xy += x[c] * y[c]
         yy += y[c] * y[c]
-    return logdet_n + (gag - yy) - 2.0 * (pg - xy) - xx
+    return logdet, xx, xy, yy
 
 
 @njit(cache=True, fastmath=FAST)
@@ -287,18 +298,9 @@ def indefinite_cluster_term(s_bz, a_j, p_j, g):
                 s += lo[e, r] * t[e, c]
             buf[r, c] = s + (1.0 if r == c else 0.0)
             buf[c, r] = buf[r, c]
-    logdet_n = cholesky_into(buf, n_seen, ln)
+    logdet_n, uu, uv, vv = factor_quadratics(buf, n_seen, ln, u, v)
     if np.isnan(logdet_n):
         return np.nan
-    forward_solve(ln, n_seen, u)
-    forward_solve(ln, n_seen, v)
-    uu = 0.0
-    uv = 0.0
-    vv = 0.0
-    for r in range(n_seen):
-        uu += u[r] * u[r]
-        uv += u[r] * v[r]
-        vv += v[r] * v[r]
     return logdet_n + vv - 2.0 * (pg - uv) - (psp - uu)
 
 

@@ -45,7 +45,8 @@ def sem(model: str, data, cluster: str | None = None, fixed_x: bool = True, star
         start values).
     optimizer : "auto" (default: scipy's Krylov trust region with Hessian-vector products
         from the analytic gradient, and the full-Hessian trust region when that does not
-        reach a stationary point), "trust-exact", "L-BFGS-B" or "em" (the EM algorithm,
+        reach a stationary point), "trust-krylov" (the Krylov trust region alone),
+        "trust-exact", "L-BFGS-B" or "em" (the EM algorithm,
         :mod:`mlmiss.estimation.em`; with ``==``, ``<`` or ``>`` constraints, Bentler et
         al.'s (2011) EM with an augmented Lagrangian, :mod:`mlmiss.estimation.em.constrained`).
     em_iter_max, em_fx_tol, em_dx_tol, em_accel : with ``optimizer="em"``: the
@@ -299,10 +300,11 @@ def _optimizer_name(optim_method: str) -> str:
     name = str(optim_method).lower()
     if name in ("nlminb", "default", "auto"):
         return "auto"
-    if name in ("em", "l-bfgs-b", "trust-exact"):
-        return {"em": "em", "l-bfgs-b": "L-BFGS-B", "trust-exact": "trust-exact"}[name]
+    if name in ("em", "l-bfgs-b", "trust-exact", "trust-krylov"):
+        return {"em": "em", "l-bfgs-b": "L-BFGS-B", "trust-exact": "trust-exact",
+                "trust-krylov": "trust-krylov"}[name]
     raise ValueError(f"optim_method={optim_method!r} is not available; use 'nlminb' (the "
-                     "default trust region), 'em', 'L-BFGS-B' or 'trust-exact'")
+                     "default trust region), 'em', 'L-BFGS-B', 'trust-krylov' or 'trust-exact'")
 
 
 #: the time the hint of :func:`_beyond_the_edge` may take

@@ -6,7 +6,8 @@ reach a stationary point it hands over to the full trust-region Newton method
 (``trust-exact``, the Hessian from forward differences of the gradient). A quasi-Newton
 method (scipy's L-BFGS-B, ``optimizer="L-BFGS-B"``) is available, but on models with a
 singular Sigma_b (zero between residual variances) it stalled far from lavaan's
-solution, where the full trust region converged in 13 iterations.
+solution, where the full trust region converged in 13 iterations. ``"trust-krylov"`` is
+the Krylov trust region alone, for callers with a fallback of their own.
 
 Every optimizer works on u = theta / scales, the parameters in the units of the data
 (:mod:`.scaling`); on data with standard deviations near 1 the scales are 1. A fit
@@ -29,7 +30,7 @@ from ..progress import progress_bar
 from ..threads import one_blas_thread
 from .boundary import INADMISSIBLE, fit_on_boundary, off_the_edge
 
-OPTIMIZERS = ("auto", "trust-exact", "L-BFGS-B", "em")
+OPTIMIZERS = ("auto", "trust-krylov", "trust-exact", "L-BFGS-B", "em")
 GRADIENT_TOLERANCE = 1e-6
 
 
@@ -63,7 +64,8 @@ def optimize(problem, theta0, optimizer: str = "auto", maxiter: int = 1000,
 
     ``metric``: an approximate Hessian of -logl / N in theta's units, positive definite
     (:mod:`.moment_start`); the Krylov trust region then works in coordinates where it
-    is the identity, which shortens its Krylov sequences. Ignored by the others."""
+    is the identity, which shortens its Krylov sequences. Ignored by the others
+    ("trust-krylov" takes it too)."""
     from scipy.optimize import minimize  # imported here: slow, and not needed for loglik
 
     if optimizer not in OPTIMIZERS:
@@ -101,11 +103,12 @@ def optimize(problem, theta0, optimizer: str = "auto", maxiter: int = 1000,
     used = optimizer
     with one_blas_thread():
         result = None
-        if optimizer == "auto":
+        if optimizer in ("auto", "trust-krylov"):
             result = _trust_krylov(f_and_grad, u0, maxiter, gtol, clock,
                                    _metric_factor(metric, scales))
             used = "trust-krylov"
-            if not (_max_abs(result.jac) <= GRADIENT_TOLERANCE or clock.expired):
+            if not (_max_abs(result.jac) <= GRADIENT_TOLERANCE or clock.expired
+                    or optimizer == "trust-krylov"):
                 # start again with the full Hessian (from where the Krylov steps ended it
                 # lost singular_between's maximum)
                 result, used = None, "trust-exact"

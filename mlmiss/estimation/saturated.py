@@ -7,10 +7,18 @@ the Cholesky factors of the two covariance matrices (:class:`SaturatedProblem`),
 the observed moments; as a fallback, like any other model, from lavaan-style syntax
 that frees every variance and covariance (:func:`saturated_syntax`). ``method="em"``
 fits it by EM instead, whose M-step is closed-form here (:mod:`.em.saturated`).
+
+The default gets close by a few EM cycles and finishes by the Krylov trust region on
+the moments themselves (:class:`SaturatedMoments`), in the metric of each level's
+expected information (:mod:`mlmiss.likelihood.expected`). EM and L-BFGS on the
+Cholesky factors both slow down where a level holds little information (few clusters
+or a small intraclass correlation); in that metric the Hessian's eigenvalues stay near
+one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from functools import cached_property
 
@@ -19,6 +27,7 @@ import numpy as np
 from ..data.levels import from_levels, gradient_between_cov
 from ..errors import ConvergenceWarning
 from ..likelihood import loglik_and_gradient
+from ..likelihood.expected import covariance_information, level_information
 from ..model.partable import parameter_table
 from ..model.start import level_statistics
 from .optimizers import optimize
@@ -63,10 +72,12 @@ def saturated_start(partable, data) -> np.ndarray:
 
 
 H1_METHODS = ("auto", "direct", "em")
-#: EM steps of the "auto" h1 fit before L-BFGS takes over: EM gains most at first and
-#: slows down where the between part holds little information (a 150-cluster CFA: 81
-#: SQUAREM cycles, 0.45 s, against 0.06 s for 10 cycles and L-BFGS)
-H1_EM_STEPS = 10
+#: EM cycles of the "auto" h1 fit before the trust region takes over: EM gains most at
+#: first and slows down where the between part holds little information (a 150-cluster
+#: CFA: 81 SQUAREM cycles, 0.45 s, against 0.02 s for 3 cycles and the trust region)
+H1_EM_STEPS = 3
+#: EM cycles before L-BFGS, should the trust region not converge
+H1_EM_FALLBACK_STEPS = 10
 
 
 def saturated_problem(data, between_mask) -> Problem:
@@ -80,11 +91,12 @@ def saturated_problem(data, between_mask) -> Problem:
 def fit_saturated(problem, method: str = "auto") -> ReferenceFit:
     """Fit the unrestricted model to ``problem``'s data (same variables, same rows).
 
-    In moment space first (:class:`SaturatedProblem`), by ``method``: "em", EM with the
-    closed-form M-step, each step one gradient (:mod:`.em.saturated`); "direct", L-BFGS
-    on the Cholesky factors; "auto" (the default), at most :data:`H1_EM_STEPS` EM
-    cycles, then L-BFGS from there (paper_like's 202 parameters: 0.04 s, against 0.04 s
-    by EM and 0.1 s by L-BFGS alone). Should that not converge, as a model from
+    In moment space first, by ``method``: "em", EM with the closed-form M-step, each
+    step one gradient (:mod:`.em.saturated`); "direct", L-BFGS on the Cholesky factors
+    (:class:`SaturatedProblem`); "auto" (the default), :data:`H1_EM_STEPS` EM cycles,
+    then the Krylov trust region on the moments in the metric of each level's expected
+    information (:class:`SaturatedMoments`); should that not converge, EM and L-BFGS
+    on the Cholesky factors. Should all that not converge, as a model from
     :func:`saturated_syntax` with the trust-region optimizer."""
     if method not in H1_METHODS:
         raise ValueError(f"unknown h1 method {method!r}; use one of {H1_METHODS}")
@@ -92,8 +104,12 @@ def fit_saturated(problem, method: str = "auto") -> ReferenceFit:
     between = problem.model.between_mask
     direct = SaturatedProblem(data, between)
     start = direct.start()
+    if method == "auto":
+        finished = _em_then_trust_region(direct, start)
+        if finished is not None:
+            return ReferenceFit(*finished, problem.covariate_loglik)
     if method != "direct":
-        limit = {"em_iter_max": H1_EM_STEPS} if method == "auto" else {}
+        limit = {"em_iter_max": H1_EM_FALLBACK_STEPS} if method == "auto" else {}
         with warnings.catch_warnings():
             if method == "auto":   # capped on purpose: L-BFGS goes on from there
                 warnings.simplefilter("ignore", ConvergenceWarning)
@@ -189,3 +205,114 @@ class SaturatedProblem(Objective):
         lb = np.diag(np.sqrt(np.where(np.isfinite(b_var) & (b_var > 0), b_var, 1.0)))
         return np.concatenate([means[self.within_only], means[self.both], z_mean,
                                lw[self.tril_w], lb[self.tril_b]])
+
+
+def _em_then_trust_region(direct, start):
+    """(problem, estimate) of the "auto" h1 fit, or None where it does not converge:
+    :data:`H1_EM_STEPS` EM cycles on the Cholesky factors, then the Krylov trust region
+    on the moments, in the metric of :meth:`SaturatedMoments.metric`."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)   # capped on purpose
+        em = optimize(direct, start, "em", label="h1 model",
+                      em_options={"em_iter_max": H1_EM_STEPS})
+    moments = SaturatedMoments(direct)
+    theta = moments.from_factors(em.theta)
+    metric = moments.metric(theta)
+    if metric is None:
+        return None
+    estimate = optimize(moments, theta, "trust-krylov", gtol=1e-10, label="h1 model",
+                        metric=metric)
+    if not estimate.converged:
+        return None
+    return moments, dataclasses.replace(estimate, iterations=estimate.iterations + em.iterations,
+                                        optimizer="em + " + estimate.optimizer,
+                                        e_steps=em.e_steps)
+
+
+class SaturatedMoments(Objective):
+    """The saturated model on its moments: theta holds the free means (as
+    :class:`SaturatedProblem`'s) and the lower triangles of the within covariance and
+    of the joint between covariance, row by row. Admissible where both are positive
+    definite; a maximum on the edge is left to :class:`SaturatedProblem`."""
+
+    between_psd = False   # positive definiteness is checked here, for both levels
+
+    def __init__(self, factors: SaturatedProblem):
+        self.factors = factors
+        self.data = factors.data
+        self.npar = factors.npar
+        a, b, c, _ = factors.sizes
+        self._cuts = (a, a + b, a + b + c)
+        # off the diagonal an element stands for two entries of its matrix
+        self._twice_w = np.where(factors.tril_w[0] == factors.tril_w[1], 1.0, 2.0)
+        self._twice_b = np.where(factors.tril_b[0] == factors.tril_b[1], 1.0, 2.0)
+
+    def from_factors(self, theta) -> np.ndarray:
+        """This problem's theta at the moments of :class:`SaturatedProblem`'s ``theta``."""
+        f = self.factors
+        mean_w, mean_b, lw, lb = f.split(theta)
+        return np.concatenate([mean_w, mean_b, (lw @ lw.T)[f.tril_w], (lb @ lb.T)[f.tril_b]])
+
+    def matrices(self, theta):
+        """(means of the within-only variables, between means, within covariance,
+        joint between covariance)."""
+        f = self.factors
+        a, ab, abc = self._cuts
+        within = np.empty((f.p, f.p))
+        within[f.tril_w] = theta[ab:abc]
+        within.T[f.tril_w] = theta[ab:abc]
+        between = np.empty((f.m, f.m))
+        between[f.tril_b] = theta[abc:]
+        between.T[f.tril_b] = theta[abc:]
+        return theta[:a], theta[a:ab], within, between
+
+    def moments(self, theta):
+        mean_w, mean_b, within, between = self.matrices(theta)
+        within_mean = np.zeros(self.factors.p)
+        within_mean[self.factors.within_only] = mean_w
+        return from_levels(within_mean, within, mean_b, between, self.factors.between_mask,
+                           checked=False)
+
+    def loglik_and_gradient(self, theta, guard: bool = True):
+        _, _, within, between = self.matrices(theta)
+        try:
+            np.linalg.cholesky(within)
+            np.linalg.cholesky(between)
+        except np.linalg.LinAlgError:
+            return -np.inf, None
+        return super().loglik_and_gradient(theta, guard)
+
+    def gradient_of_moments(self, theta, g):
+        f = self.factors
+        return np.concatenate([g.mu_y[f.within_only], g.mu_y[f.both], g.mu_z,
+                               g.sigma_w[f.tril_w] * self._twice_w,
+                               gradient_between_cov(g)[f.tril_b] * self._twice_b])
+
+    @cached_property
+    def scales(self) -> np.ndarray:
+        """A mean in its variable's unit, a covariance in the product of two (:mod:`.scaling`)."""
+        f = self.factors
+        a, ab, abc = self._cuts
+        unit = f.scales   # means, then rows of the Cholesky factors: one unit each
+        unit_w = np.ones(f.p)
+        unit_w[f.tril_w[0]] = unit[ab:abc]
+        unit_b = unit[a:ab]
+        return np.concatenate([unit[:ab], unit_w[f.tril_w[0]] * unit_w[f.tril_w[1]],
+                               unit_b[f.tril_b[0]] * unit_b[f.tril_b[1]]])
+
+    def metric(self, theta):
+        """Each level's expected information about its moments over N
+        (:func:`mlmiss.likelihood.expected.level_information`), block diagonal: an
+        approximate Hessian of -logl / N; None where sigma_w has a singular block."""
+        f = self.factors
+        a, ab, abc = self._cuts
+        try:
+            info = level_information(self.data, self.moments(theta))
+        except np.linalg.LinAlgError:
+            return None
+        out = np.zeros((self.npar, self.npar))
+        out[:a, :a] = info.w_mean[np.ix_(f.within_only, f.within_only)]
+        out[a:ab, a:ab] = info.b_mean
+        out[ab:abc, ab:abc] = covariance_information(info.w_kron, *f.tril_w)
+        out[abc:, abc:] = covariance_information(info.b_kron, *f.tril_b)
+        return out / float(self.data.n_obs)

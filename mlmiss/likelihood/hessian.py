@@ -324,7 +324,8 @@ def hessian_from_stages(data, moments, st, directions: Directions):
             g_bar, xz_outer, xz_sum, pat_c, pat_cc, pat_rc)
         if done < 0:
             return None
-        h_ww -= l1buf[:done].reshape(-1, tw).T @ r1buf[:done].reshape(-1, tw)
+        if tw:   # reshape(-1, 0) is ambiguous
+            h_ww -= l1buf[:done].reshape(-1, tw).T @ r1buf[:done].reshape(-1, tw)
         vv = vbuf[:done].reshape(-1, t_all)
         hess += 2.0 * (vv.T @ qvbuf[:done].reshape(-1, t_all))
     # per level-2 pattern: within x between and between x between traces

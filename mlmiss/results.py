@@ -35,6 +35,7 @@ from .inference.robust import cluster_gradients, first_order, sandwich, scaled_t
 from .inference.standardized import r_squared, standardized_columns, standardized_solution
 from .inference.vcov import observed_information, observed_vcov
 from .inference.wald import add_wald_columns
+from .model.partable import table_rows
 from .output import fit_to_dict, fit_to_json
 from .report import Summary, summary_text
 from .threads import one_blas_thread
@@ -157,7 +158,7 @@ class Fit:
     def parameter_names(self) -> list[str]:
         """One name per free parameter: its first row, as ``lhs op rhs (level L)``."""
         names = {}
-        for r in self.partable.table.itertuples(index=False):
+        for r in table_rows(self.partable.table):
             if r.free > 0 and r.free not in names:
                 names[r.free] = f"{r.lhs} {r.op} {r.rhs}".strip() + f" (level {r.level})"
         return [names[i] for i in range(1, int(self.partable.npar) + 1)]

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..data.frame import cluster_range
 from ..errors import DataError, DataWarning, ModelError, ModelWarning
+from ..model.partable import table_rows
 
 #: values that often stand for "missing" in exported files
 MISSING_CODES = (-9999.0, -999.0, -99.0, -9.0, 99.0, 999.0, 9999.0)
@@ -29,7 +30,7 @@ def _show(names, most: int = 5) -> str:
 def check_model(partable) -> None:
     """Fixed variances must not be negative."""
     table = partable.table
-    for row in table.itertuples(index=False):
+    for row in table_rows(table):
         if row.op == "~~" and row.lhs == row.rhs and row.free == 0 and row.value < 0:
             raise ModelError(
                 f"{partable.where(row)}: the variance of {row.lhs} (level {row.level}) is fixed "
@@ -173,7 +174,7 @@ def admissible_start(problem, theta0, user_start: bool) -> np.ndarray:
     if user_start:
         raise ModelError("the start values given to sem() are not admissible: the implied "
                          "within, between or cluster covariance matrix is not positive definite")
-    written = [row for row in partable.table.itertuples(index=False)
+    written = [row for row in table_rows(partable.table)
                if row.free > 0 and np.isfinite(row.value)]
     theta = problem.start(user=False)
     if written and np.isfinite(problem.loglik(theta)):

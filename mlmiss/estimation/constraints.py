@@ -16,6 +16,7 @@ import warnings
 
 import numpy as np
 
+from ..model.partable import table_rows
 from ..threads import one_blas_thread
 from .boundary import INADMISSIBLE
 from .problem import Objective
@@ -32,7 +33,7 @@ class ConstraintSet:
         self.constraints = list(partable.constraints)
         self.npar = int(partable.npar)
         self._free, self._fixed = {}, {}
-        for r in table.itertuples(index=False):
+        for r in table_rows(table):
             if isinstance(r.label, str) and r.label:
                 if r.free > 0:
                     self._free[r.label] = int(r.free) - 1

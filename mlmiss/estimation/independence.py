@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..model.partable import table_rows
+
 
 #: EM iterations of a block of covariates, and the change of its estimates (relative to
 #: the variances) at which it stops
@@ -226,7 +228,7 @@ def independence_theta(problem) -> np.ndarray:
         return np.nan
 
     theta = problem.start()
-    for row in table.itertuples(index=False):
+    for row in table_rows(table):
         if row.free:
             value = value_of(row)
             if np.isfinite(value):

@@ -28,7 +28,7 @@ from ..data.levels import from_levels, gradient_between_cov
 from ..errors import ConvergenceWarning
 from ..likelihood import loglik_and_gradient
 from ..likelihood.expected import covariance_information, level_information
-from ..model.partable import parameter_table
+from ..model.partable import parameter_table, table_rows
 from ..model.start import level_statistics
 from .optimizers import optimize
 from .problem import Objective, Problem
@@ -53,7 +53,7 @@ def saturated_start(partable, data) -> np.ndarray:
     y_index = {n: i for i, n in enumerate(data.y_names)}
     z_index = {n: i for i, n in enumerate(data.z_names)}
     theta = np.zeros(partable.npar)
-    for row in partable.table.itertuples(index=False):
+    for row in table_rows(partable.table):
         if row.free == 0:
             continue
         name = row.lhs

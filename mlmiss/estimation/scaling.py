@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..model.partable import table_rows
 from ..model.start import level_statistics
 
 
@@ -44,7 +45,7 @@ def parameter_scales(partable, data) -> np.ndarray:
     for i, name in enumerate(data.z_names):
         units[1][name] = units[2][name] = power_of_ten(z_var[i])
     table = partable.table
-    for row in table.itertuples(index=False):   # latent variables: their marker's unit
+    for row in table_rows(table):   # latent variables: their marker's unit
         if (row.op == "=~" and row.free == 0 and row.value != 0
                 and row.lhs not in units[row.level] and row.rhs in units[row.level]):
             units[row.level][row.lhs] = units[row.level][row.rhs]
@@ -54,7 +55,7 @@ def parameter_scales(partable, data) -> np.ndarray:
 
     scales = np.ones(partable.npar)
     seen = set()
-    for row in table.itertuples(index=False):
+    for row in table_rows(table):
         if row.free == 0 or row.free in seen:   # a shared label: its first row decides
             continue
         seen.add(row.free)

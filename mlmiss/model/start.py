@@ -22,6 +22,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .partable import table_rows
+
 
 def level_statistics(data):
     """(within variance (P), between variance of the level-1 variables (P), overall
@@ -135,7 +137,7 @@ def start_values(partable, data, user: bool = True, scales=None,
     loadings = _fabin3_starts(table, data) if loadings == "fabin3" else {}
     theta = np.zeros(partable.npar)
     seen = set()
-    for row in table.itertuples(index=False):
+    for row in table_rows(table):
         if row.free == 0 or row.free in seen:
             continue
         seen.add(row.free)

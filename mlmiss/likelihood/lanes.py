@@ -31,7 +31,7 @@ CHUNK = 256
 def lane_buffers(nb, k, n):
     """The lane arrays of a chunk of ``n`` clusters, in the order :func:`mcdonald_lanes`
     and the cluster stage use them: inputs (M, A, p, g, Sigma^zz delta_z, q_zz_a),
-    outputs (F, E, c, b, quad, log|M|, smallest pivot) and scratch (L, A F, A g, t)."""
+    outputs (F, E, c, b, quad, log|M|, smallest pivot) and scratch (L, L^{-1} A, A g, t)."""
     return (np.empty((nb, nb, n)), np.empty((nb, nb, n)), np.empty((nb, n)), np.empty((nb, n)),
             np.empty((k, n)), np.empty(n),
             np.empty((nb, nb, n)), np.empty((nb, nb, n)), np.empty((nb, n)), np.empty((nb, n)),
@@ -133,7 +133,8 @@ def mcdonald_lanes(m, a, pj, g, n, f, e_mat, cvec, bvec, quad, logdet, pmin, lf,
             for l in range(n):
                 f[i, j, l] = t[l]
                 f[j, i, l] = t[l]
-    # A g, A F, E = A - (A F) A
+    # A g; X = L^{-1} A (into af) and E = A - A F A = A - X'X, symmetric: half the
+    # products of forming A F and then (A F) A
     for e in range(nb):
         for l in range(n):
             t[l] = 0.0
@@ -142,24 +143,25 @@ def mcdonald_lanes(m, a, pj, g, n, f, e_mat, cvec, bvec, quad, logdet, pmin, lf,
                 t[l] += a[e, c, l] * g[c, l]
         for l in range(n):
             ag[e, l] = t[l]
-    for e in range(nb):
+    for i in range(nb):
         for c in range(nb):
             for l in range(n):
                 t[l] = 0.0
-            for d in range(nb):
+            for k in range(i + 1):
                 for l in range(n):
-                    t[l] += a[e, d, l] * f[d, c, l]
+                    t[l] += lf[i, k, l] * a[k, c, l]
             for l in range(n):
-                af[e, c, l] = t[l]
+                af[i, c, l] = t[l]
     for e in range(nb):
-        for c in range(nb):
+        for c in range(e + 1):
             for l in range(n):
                 t[l] = a[e, c, l]
-            for d in range(nb):
+            for i in range(nb):
                 for l in range(n):
-                    t[l] -= af[e, d, l] * a[d, c, l]
+                    t[l] -= af[i, e, l] * af[i, c, l]
             for l in range(n):
                 e_mat[e, c, l] = t[l]
+                e_mat[c, e, l] = t[l]
     # c = g + F (p - A g); then the quadratic forms, with F (p - A g) = c - g
     for e in range(nb):
         for l in range(n):

@@ -1,6 +1,6 @@
 """Compile the kernels of a fit in two processes when Numba's cache is cold.
 
-Numba compiles each kernel on its first call, one after another, about 11 s for the
+Numba compiles each kernel on its first call, one after another, about 17 s for the
 kernels of a whole fit, once per installation (the result is cached on disk). Here
 the kernels are split into two groups of about equal compile time; each group's
 kernels are called on tiny arrays of the types real data give (empty loops: only the
@@ -57,21 +57,36 @@ def _compile_patterns(data, moments):
 
 
 def _compile_terms(data, moments):
+    # McDonald's form only (stage 2's zeros: every log-determinant finite); the kernels
+    # of the other forms, and the per-row terms of robust inference, compile on first
+    # need (``python -m mlmiss.warmup`` compiles them too)
     st = _stage_arrays(data, moments)
     engine._cluster_stage(data, moments, st, np.empty(data.n_clusters))
-    l1 = data.level1
-    within.row_within_terms(moments.sigma_w, moments.mu_y, data.y, l1.row_pattern, l1.observed,
-                            np.empty(data.n_obs))
 
 
 def _compile_scores(data, moments):
     st = _stage_arrays(data, moments)
     l1, l2 = data.level1, data.level2
-    scores = engine.score_buffers(data, moments.between_index.size, np.zeros)
+    sums = engine.score_buffers(data, moments.between_index.size, np.zeros)
     clusters.cluster_scores(moments.mu_z, data.z, l2.cluster_pattern, st.zinv, st.zlogdet, st.h,
-                            st.s_bz, st.r_bz, st.rank_bz, st.s_inv, st.s_logdet,
-                            l1.cluster_pair_ptr, l1.pair_pattern, l1.pair_freq, l1.pair_sum,
-                            st.wb, st.wbb, st.wmub, l2.freq, *scores)
+                            st.s_inv, st.s_logdet, l1.cluster_pair_ptr, l1.pair_pattern,
+                            l1.pair_freq, l1.pair_sum, st.wb, st.wbb, st.wmub, sums[7], *sums[:7])
+    clusters.finish_between_gradient(sums[7], st.h, st.zinv, l2.freq, *sums[4:7])
+
+
+def _compile_cluster_forms(data, moments):
+    # F_j in every form and the cluster's score vectors, which the Hessian needs: on
+    # the first group's side, early, so that the second group loads them from the cache
+    nb, k = moments.between_index.size, data.n_z
+    _, aj, pj, _, _, g = clusters.block_buffers(nb, k)
+    aj[:] = np.eye(nb)
+    square = np.zeros((1, nb, nb))
+    f, af, e_mat = np.zeros((nb, nb)), np.zeros((nb, nb)), np.zeros((nb, nb))
+    clusters.cluster_f_into(aj, square[0], square[0], np.int64(0), square[0], 0.0, f,
+                            np.zeros((4, nb, nb)))
+    vectors = [np.zeros(nb) for _ in range(5)]
+    clusters.cluster_score_vectors(aj, f, pj, g, vectors[0], vectors[1], af, e_mat, vectors[2],
+                                   vectors[3])
 
 
 def _compile_backward(data, moments):
@@ -109,10 +124,11 @@ def _compile_model(data, moments):
     model.jacobian(theta)
 
 
-#: the two groups, of about equal compile time (seconds measured on a cold cache, one
-#: by one: patterns 2.3 + terms 4.0 + model 1.9 + backward 1.4; scores 6.0 + hessian 2.9)
-GROUPS = {"first": (_compile_patterns, _compile_terms, _compile_model, _compile_backward),
-          "second": (_compile_scores, _compile_hessian)}
+#: the two groups, of about equal compile time (seconds on a cold cache, each group in
+#: a process of its own: scores 5.2 + backward 1.5 + patterns 2.2; terms 2.3 + model
+#: 1.7 + hessian 4.4; a kernel's cost depends on which callees its group has compiled)
+GROUPS = {"first": (_compile_cluster_forms, _compile_scores, _compile_model, _compile_patterns),
+          "second": (_compile_terms, _compile_backward, _compile_hessian)}
 #: kernels whose cache files tell whether the cache is warm
 _PROBES = (clusters.cluster_scores, clusters.cluster_terms, within.within_backward,
            model_kernels.level_jacobian_into, hessian.cluster_hessian_chunk)

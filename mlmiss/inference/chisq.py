@@ -9,12 +9,14 @@ def chi2_pvalue(x2, df):
     """P(chi-square with ``df`` degrees of freedom > ``x2``), elementwise; NaN where
     ``x2`` is not finite or ``df`` is not positive (no test). A float for scalar
     arguments."""
-    from scipy.stats import chi2  # imported here: scipy.stats is slow to import
+    # scipy.special's survival function, the one scipy.stats' chi2.sf calls: importing
+    # scipy.stats takes 0.3 s, a fifth of a first fit with a warm cache
+    from scipy.special import chdtrc
 
     x2 = np.asarray(x2, dtype=float)
     df = np.asarray(df, dtype=float)
     x2, df = np.broadcast_arrays(x2, df)
     out = np.full(x2.shape, np.nan)
     ok = np.isfinite(x2) & (df > 0)
-    out[ok] = chi2.sf(x2[ok], df[ok])
+    out[ok] = chdtrc(df[ok], x2[ok])
     return float(out) if out.ndim == 0 else out

@@ -14,6 +14,9 @@ from numba import njit
 
 from ..linalg import FAST, cholesky_into, cholesky_inverse_into, psd_factor_into
 
+#: rank_bz of a pattern whose Sigma_j(b.z) awaits :func:`factor_other_patterns`
+UNFACTORED = -2
+
 
 @njit(cache=True, fastmath=FAST)
 def between_patterns(sigma_b, sigma_zz, sigma_yz, bidx, observed,
@@ -24,20 +27,22 @@ def between_patterns(sigma_b, sigma_zz, sigma_yz, bidx, observed,
     clusters of the pattern will be handled is decided here, once:
     * Sigma_j(b.z) positive definite and well conditioned: its inverse s_inv, log|S| and
       s_inv_h = S^{-1} H are stored (McDonald's form; rank_bz = Pb, s_logdet finite);
-    * positive semidefinite otherwise (singular Sigma_b): S = R R' with R in r_bz and
-      its rank in rank_bz (s_logdet = nan);
-    * indefinite: rank_bz = -1.
+    * otherwise s_logdet = nan and rank_bz = :data:`UNFACTORED`, for
+      :func:`factor_other_patterns`.
     Returns False if Sigma_zz is not positive definite."""
     n_pat, k = observed.shape
     nb = bidx.shape[0]
     work = np.empty((nb, nb))
-    perm = np.empty(nb, np.int64)
     idx = np.empty(k, np.int64)
     small = np.empty((k, k))
     small_inv = np.empty((k, k))
     work_k = np.empty((k, k))
-    # the whole Sigma_zz must be positive definite, whatever the patterns observe
-    if np.isnan(cholesky_into(sigma_zz, k, work_k)):
+    # the whole Sigma_zz must be positive definite, whatever the patterns observe (a
+    # writable copy: cholesky_into then compiles once, for the kernels' own buffers)
+    for a in range(k):
+        for b in range(k):
+            small[a, b] = sigma_zz[a, b]
+    if np.isnan(cholesky_into(small, k, work_k)):
         return False
     for q in range(n_pat):
         r = np.int64(0)   # not a literal 0: callees compile once, for int64
@@ -89,5 +94,18 @@ def between_patterns(sigma_b, sigma_zz, sigma_yz, bidx, observed,
                     s_inv_h[q, r, c] = t
         else:
             s_logdet[q] = np.nan
-            rank_bz[q] = psd_factor_into(s_bz[q], nb, r_bz[q], work, perm)
+            rank_bz[q] = UNFACTORED
     return True
+
+
+@njit(cache=True, fastmath=FAST)
+def factor_other_patterns(s_bz, r_bz, rank_bz):
+    """The patterns :func:`between_patterns` left unfactored (singular or indefinite
+    Sigma_j(b.z)): positive semidefinite S = R R' with R in r_bz and its rank in
+    rank_bz; indefinite, rank_bz = -1. A kernel of its own, compiled on first need."""
+    nb = s_bz.shape[1]
+    work = np.empty((nb, nb))
+    perm = np.empty(nb, np.int64)
+    for q in range(s_bz.shape[0]):
+        if rank_bz[q] == UNFACTORED:
+            rank_bz[q] = psd_factor_into(s_bz[q], nb, r_bz[q], work, perm)

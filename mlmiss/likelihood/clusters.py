@@ -69,29 +69,27 @@ def block_buffers(nb, k):
 
 
 @njit(cache=True, fastmath=FAST)
-def cluster_terms(mu_z, z, cluster_pattern, zinv, zlogdet, h, s_bz, r_bz, rank_bz, s_inv,
-                  s_logdet, s_inv_h, cluster_pair_ptr, pair_pattern, pair_freq, pair_sum,
-                  wb, wbb, wmub, each):
-    """Every cluster: A_j and p_j from the cluster's (pattern,
-    count, sum y) pairs, then log|G Szz G'| + log|M_j| + q_zz + 2 q_yz + (q_yy - within
-    part), summed; also written per cluster into ``each`` unless it is empty (the
-    cluster-wise log-likelihoods of robust inference).
+def cluster_terms(mu_z, z, cluster_pattern, zinv, zlogdet, h, s_inv, s_logdet, s_inv_h,
+                  cluster_pair_ptr, pair_pattern, pair_freq, pair_sum, wb, wbb, wmub, each):
+    """The clusters whose S = Sigma_j(b.z) is well conditioned (s_logdet[q] finite):
+    A_j and p_j from the cluster's (pattern, count, sum y) pairs, then log|G Szz G'| +
+    log|M_j| + q_zz + 2 q_yz + (q_yy - within part), summed; also written per cluster
+    into ``each`` unless it is empty (the cluster-wise log-likelihoods of robust
+    inference). The other clusters are :func:`other_cluster_terms`'.
 
-    M_j = I + S A_j (S = Sigma_j(b.z)) is not symmetric. Where S is well conditioned,
-    McDonald's form M_j = S (S^{-1} + A_j) with Ms = S^{-1} + A_j = K K' gives
+    M_j = I + S A_j is not symmetric. McDonald's form M_j = S (S^{-1} + A_j) with
+    Ms = S^{-1} + A_j = K K' gives
 
         log|M_j| = log|S| + log|Ms|,   p' M^{-1} S p = x'x,
         p' M^{-1} g = x'y,   g' A M^{-1} g = g' S^{-1} g - y'y
 
-    with x = K^{-1} p, y = K^{-1} S^{-1} g; the clusters go in chunks, their blocks
-    gathered into lanes (:func:`.lanes.mcdonald_term_lanes`). A singular or indefinite
-    S goes to :func:`other_cluster_term`, one cluster at a time. Returns nan when some
+    with x = K^{-1} p, y = K^{-1} S^{-1} g; the clusters' blocks are gathered into
+    lanes, CHUNK at a time (:func:`.lanes.mcdonald_term_lanes`). Returns nan when some
     V_j is not positive definite.
     """
     k = z.shape[1]
     nb = wmub.shape[1]
     a_flat, aj, pj, dz, zd, g = block_buffers(nb, k)
-    work = np.empty((5, nb, nb))
     n_cl = z.shape[0]
     n_lanes = min(CHUNK, n_cl)
     m_l = np.empty((nb, nb, n_lanes))
@@ -103,47 +101,65 @@ def cluster_terms(mu_z, z, cluster_pattern, zinv, zlogdet, h, s_bz, r_bz, rank_b
     logdet = np.empty(n_lanes)
     pmin = np.empty(n_lanes)
     t_l = np.empty(n_lanes)
+    lane_cluster = np.empty(n_lanes, np.int64)
     total = 0.0
-    for start in range(0, n_cl, CHUNK):
-        n = min(CHUNK, n_cl - start)
-        for l in range(n):
-            j = start + l
-            q = cluster_pattern[j]
+    n = 0
+    for j in range(n_cl):
+        q = cluster_pattern[j]
+        if not np.isnan(s_logdet[q]):
             qzz_a = cluster_blocks(j, q, mu_z, z, zinv, h, cluster_pair_ptr, pair_pattern,
                                    pair_freq, pair_sum, wb, wbb, wmub, a_flat, pj, dz, zd, g)
-            if np.isnan(s_logdet[q]):
-                term = other_cluster_term(s_bz[q], r_bz[q], rank_bz[q], aj, pj, g, work)
-                if np.isnan(term):
-                    return np.nan
-                rest[l] = zlogdet[q] + qzz_a + term
-                for e in range(nb):
-                    for c in range(e + 1):
-                        m_l[e, c, l] = 1.0 if e == c else 0.0
-                    x_l[e, l] = 0.0
-                    y_l[e, l] = 0.0
-                continue
             gsg = 0.0
             for e in range(nb):
                 for c in range(e + 1):
-                    m_l[e, c, l] = s_inv[q, e, c] + aj[e, c]
+                    m_l[e, c, n] = s_inv[q, e, c] + aj[e, c]
                 t = 0.0
                 for c in range(k):
                     t += s_inv_h[q, e, c] * dz[c]
-                y_l[e, l] = t  # S^{-1} g
+                y_l[e, n] = t  # S^{-1} g
                 gsg += g[e] * t
-                x_l[e, l] = pj[e]
-            rest[l] = zlogdet[q] + s_logdet[q] + qzz_a + gsg
-        mcdonald_term_lanes(m_l, x_l, y_l, n, lf_l, t_l, pmin, logdet, quad)
-        for l in range(n):
-            j = start + l
-            term = rest[l]
-            if not np.isnan(s_logdet[cluster_pattern[j]]):
+                x_l[e, n] = pj[e]
+            rest[n] = zlogdet[q] + s_logdet[q] + qzz_a + gsg
+            lane_cluster[n] = j
+            n += 1
+        if n == n_lanes or (n > 0 and j == n_cl - 1):
+            mcdonald_term_lanes(m_l, x_l, y_l, n, lf_l, t_l, pmin, logdet, quad)
+            for l in range(n):
                 if not pmin[l] > 0.0 or np.isnan(logdet[l]):
                     return np.nan
-                term += logdet[l] + quad[l]
-            total += term
-            if each.size:
-                each[j] = term
+                term = rest[l] + logdet[l] + quad[l]
+                total += term
+                if each.size:
+                    each[lane_cluster[l]] = term
+            n = 0
+    return total
+
+
+@njit(cache=True, fastmath=FAST)
+def other_cluster_terms(mu_z, z, cluster_pattern, zinv, zlogdet, h, s_bz, r_bz, rank_bz,
+                        s_logdet, cluster_pair_ptr, pair_pattern, pair_freq, pair_sum, wb, wbb,
+                        wmub, each):
+    """What :func:`cluster_terms` leaves: the clusters whose S is singular or
+    indefinite (s_logdet[q] nan), one at a time (:func:`other_cluster_term`). A kernel
+    of its own, compiled on first need: most fits never meet such an S."""
+    k = z.shape[1]
+    nb = wmub.shape[1]
+    a_flat, aj, pj, dz, zd, g = block_buffers(nb, k)
+    work = np.empty((5, nb, nb))
+    total = 0.0
+    for j in range(z.shape[0]):
+        q = cluster_pattern[j]
+        if not np.isnan(s_logdet[q]):
+            continue
+        qzz_a = cluster_blocks(j, q, mu_z, z, zinv, h, cluster_pair_ptr, pair_pattern,
+                               pair_freq, pair_sum, wb, wbb, wmub, a_flat, pj, dz, zd, g)
+        term = other_cluster_term(s_bz[q], r_bz[q], rank_bz[q], aj, pj, g, work)
+        if np.isnan(term):
+            return np.nan
+        term += zlogdet[q] + qzz_a
+        total += term
+        if each.size:
+            each[j] = term
     return total
 
 
@@ -446,30 +462,151 @@ def cluster_score_vectors(aj, f, pj, g, ag, p_ag, af, e_mat, cvec, bvec):
 
 
 @njit(cache=True, fastmath=FAST)
-def cluster_scores(mu_z, z, cluster_pattern, zinv, zlogdet, h, s_bz,
-                   r_bz, rank_bz, s_inv, s_logdet, cluster_pair_ptr, pair_pattern, pair_freq,
-                   pair_sum, wb, wbb, wmub, freq_q, pat_c, pat_r, pat_y, g_mu_z, g_szz, g_syz,
-                   g_sb):
-    """Every cluster: the between part of -2 log-likelihood (as :func:`cluster_terms`)
-    and the level-2 gradient. Per cluster, the scores c_j and K_j = c_j c_j' + F_j are
-    summed over its (cluster, pattern) pairs into what the level-1 backward pass needs
-    per level-1 pattern p: pat_c[p] = sum n_jp c_j, pat_r[p] = sum c_j s_jp' and
-    pat_y[p] = sum n_jp K_j (flat), while c_j and K_j are at hand and the pairs are read
-    in storage order (summed per pattern later, they were gathered by cluster at random
-    and cost 75 ns per pair at J = 20,000). u_z u_z' / 2, b u_z', b b' / 2 go into
-    g_szz, g_syz, g_sb; E = A_j - A_j F_j A_j is summed per level-2 pattern q (n_q
-    clusters, E_q), and at the end
+def spread_scores(n, lane_cluster, cluster_pattern, zlogdet, h, cluster_pair_ptr, pair_pattern,
+                  pair_freq, pair_sum, qzz_l, ld_l, quad_l, f_l, e_l, c_l, b_l, zd_l, f_flat,
+                  cvec, e_sum, pat_c, pat_r, pat_y, g_mu_z, g_szz, g_syz, g_sb):
+    """Lanes l < n hold the results of cluster lane_cluster[l] (q_zz_a, log|M_j|, the
+    quadratic form, F, E, c, b and Sigma^zz delta_z): its scores go into the sums
+    :func:`cluster_scores` describes; returns the lanes' summed terms. f_flat (Pb*Pb)
+    and cvec (Pb) are scratch."""
+    k = zd_l.shape[0]
+    nb = c_l.shape[0]
+    p = pair_sum.shape[1]
+    f = f_flat.reshape((nb, nb))
+    total = 0.0
+    # K = F + c c' and b b' / 2, on all lanes
+    for e in range(nb):
+        for c in range(nb):
+            s = 0.0
+            for l in range(n):
+                f_l[e, c, l] += c_l[e, l] * c_l[c, l]
+                s += b_l[e, l] * b_l[c, l]
+            g_sb[e, c] += 0.5 * s
+    # per cluster: its term, E into its level-2 pattern, u_z = Sigma^zz delta_z - H' b,
+    # and c_j, K_j spread over its pairs
+    for l in range(n):
+        j = lane_cluster[l]
+        q = cluster_pattern[j]
+        total += zlogdet[q] + ld_l[l] + qzz_l[l] + quad_l[l]
+        for e in range(nb):
+            for c in range(nb):
+                e_sum[q, e, c] += e_l[e, c, l]
+                f[e, c] = f_l[e, c, l]
+            cvec[e] = c_l[e, l]
+        for a in range(k):
+            t = zd_l[a, l]
+            for e in range(nb):
+                t -= h[q, e, a] * b_l[e, l]
+            zd_l[a, l] = t
+        for pair in range(cluster_pair_ptr[j], cluster_pair_ptr[j + 1]):
+            pat = pair_pattern[pair]
+            m = pair_freq[pair]
+            for e in range(nb):
+                ce = cvec[e]
+                pat_c[pat, e] += m * ce
+                for b in range(p):
+                    pat_r[pat, e, b] += ce * pair_sum[pair, b]
+            for t in range(nb * nb):
+                pat_y[pat, t] += m * f_flat[t]
+    # u_z (now in zd_l), u_z u_z' / 2 and b u_z', on all lanes
+    for a in range(k):
+        s = 0.0
+        for l in range(n):
+            s += zd_l[a, l]
+        g_mu_z[a] += s
+        for b in range(k):
+            s = 0.0
+            for l in range(n):
+                s += zd_l[a, l] * zd_l[b, l]
+            g_szz[a, b] += 0.5 * s
+        for e in range(nb):
+            s = 0.0
+            for l in range(n):
+                s += b_l[e, l] * zd_l[a, l]
+            g_syz[e, a] += s
+    return total
 
-        sigma_zz -= (n_q Sigma_q^zz + H_q' E_q H_q) / 2,  sigma_yz += E_q H_q,
-        sigma_b  -= E_q / 2.
 
-    The clusters go in chunks (:mod:`.lanes`): their blocks are gathered into lanes,
-    McDonald's form runs on all lanes at once, the other forms (singular or indefinite
-    Sigma_j(b.z)) one cluster at a time, and then each cluster's scores are spread.
-    Returns nan if some V_j is not positive definite."""
+@njit(cache=True, fastmath=FAST)
+def cluster_scores(mu_z, z, cluster_pattern, zinv, zlogdet, h, s_inv, s_logdet,
+                   cluster_pair_ptr, pair_pattern, pair_freq, pair_sum, wb, wbb, wmub, e_sum,
+                   pat_c, pat_r, pat_y, g_mu_z, g_szz, g_syz, g_sb):
+    """The clusters whose S = Sigma_j(b.z) is well conditioned: the between part of -2
+    log-likelihood (as :func:`cluster_terms`) and the level-2 gradient; the sums start
+    here from zero, :func:`other_cluster_scores` adds the other clusters and
+    :func:`finish_between_gradient` completes them. Per cluster, the scores c_j and
+    K_j = c_j c_j' + F_j are summed over its (cluster, pattern) pairs into what the
+    level-1 backward pass needs per level-1 pattern p: pat_c[p] = sum n_jp c_j,
+    pat_r[p] = sum c_j s_jp' and pat_y[p] = sum n_jp K_j (flat), while c_j and K_j are
+    at hand and the pairs are read in storage order (summed per pattern later, they
+    were gathered by cluster at random and cost 75 ns per pair at J = 20,000).
+    u_z u_z' / 2, b u_z', b b' / 2 go into g_szz, g_syz, g_sb; E = A_j - A_j F_j A_j
+    is summed per level-2 pattern q into e_sum[q].
+
+    The clusters' blocks are gathered into lanes, CHUNK at a time, and McDonald's form
+    runs on all lanes at once (:func:`.lanes.mcdonald_lanes`). Returns nan if some V_j
+    is not positive definite."""
     k = z.shape[1]
     nb = wmub.shape[1]
     a_flat, aj, pj, dz, zd, g = block_buffers(nb, k)   # zd: Sigma^zz delta_z
+    cvec = np.empty(nb)
+    f_flat = np.empty(nb * nb)
+    n_cl = z.shape[0]
+    n_lanes = min(CHUNK, n_cl)
+    (m_l, a_l, p_l, g_l, zd_l, qzz_l, f_l, e_l, c_l, b_l, quad_l, ld_l, pmin_l, lf_l, af_l,
+     ag_l, t_l) = lane_buffers(nb, k, n_lanes)
+    lane_cluster = np.empty(n_lanes, np.int64)
+    pat_c[:, :] = 0.0
+    pat_r[:, :, :] = 0.0
+    pat_y[:, :] = 0.0
+    e_sum[:, :, :] = 0.0
+    g_mu_z[:] = 0.0
+    g_szz[:, :] = 0.0
+    g_syz[:, :] = 0.0
+    g_sb[:, :] = 0.0
+    total = 0.0
+    n = 0
+    for j in range(n_cl):
+        q = cluster_pattern[j]
+        if not np.isnan(s_logdet[q]):
+            qzz_l[n] = cluster_blocks(j, q, mu_z, z, zinv, h, cluster_pair_ptr, pair_pattern,
+                                      pair_freq, pair_sum, wb, wbb, wmub, a_flat, pj, dz, zd, g)
+            for e in range(nb):
+                for c in range(nb):
+                    a_l[e, c, n] = aj[e, c]
+                    m_l[e, c, n] = s_inv[q, e, c] + aj[e, c]
+                p_l[e, n] = pj[e]
+                g_l[e, n] = g[e]
+            for a in range(k):
+                zd_l[a, n] = zd[a]
+            lane_cluster[n] = j
+            n += 1
+        if n == n_lanes or (n > 0 and j == n_cl - 1):
+            mcdonald_lanes(m_l, a_l, p_l, g_l, n, f_l, e_l, c_l, b_l, quad_l, ld_l, pmin_l, lf_l,
+                           af_l, ag_l, t_l)
+            for l in range(n):
+                if not pmin_l[l] > 0.0 or np.isnan(ld_l[l]):
+                    return np.nan
+                ld_l[l] += s_logdet[cluster_pattern[lane_cluster[l]]]
+            total += spread_scores(n, lane_cluster, cluster_pattern, zlogdet, h, cluster_pair_ptr,
+                                   pair_pattern, pair_freq, pair_sum, qzz_l, ld_l, quad_l, f_l,
+                                   e_l, c_l, b_l, zd_l, f_flat, cvec, e_sum, pat_c, pat_r, pat_y,
+                                   g_mu_z, g_szz, g_syz, g_sb)
+            n = 0
+    return total
+
+
+@njit(cache=True, fastmath=FAST)
+def other_cluster_scores(mu_z, z, cluster_pattern, zinv, zlogdet, h, s_bz, r_bz, rank_bz, s_inv,
+                         s_logdet, cluster_pair_ptr, pair_pattern, pair_freq, pair_sum, wb, wbb,
+                         wmub, e_sum, pat_c, pat_r, pat_y, g_mu_z, g_szz, g_syz, g_sb):
+    """What :func:`cluster_scores` leaves: the clusters whose S is singular or
+    indefinite, one at a time (F_j by :func:`cluster_f_into`), added into the same sums.
+    A kernel of its own, compiled on first need: most fits never meet such an S."""
+    k = z.shape[1]
+    nb = wmub.shape[1]
+    a_flat, aj, pj, dz, zd, g = block_buffers(nb, k)
+    f = np.empty((nb, nb))
     af = np.empty((nb, nb))
     e_mat = np.empty((nb, nb))
     work = np.empty((4, nb, nb))
@@ -478,137 +615,61 @@ def cluster_scores(mu_z, z, cluster_pattern, zinv, zlogdet, h, s_bz,
     tmp = np.empty(nb)
     cvec = np.empty(nb)
     f_flat = np.empty(nb * nb)
-    f = f_flat.reshape((nb, nb))   # F_j on the other forms; K_j = c_j c_j' + F_j for the pairs
-    n_cl = z.shape[0]
-    (m_l, a_l, p_l, g_l, zd_l, qzz_l, f_l, e_l, c_l, b_l, quad_l, ld_l, pmin_l, lf_l, af_l,
-     ag_l, t_l) = lane_buffers(nb, k, min(CHUNK, n_cl))
-    p = pair_sum.shape[1]
-    pat_c[:, :] = 0.0
-    pat_r[:, :, :] = 0.0
-    pat_y[:, :] = 0.0
-    n_q = zinv.shape[0]
-    e_sum = np.zeros((n_q, nb, nb))
-    g_mu_z[:] = 0.0
-    g_szz[:, :] = 0.0
-    g_syz[:, :] = 0.0
-    g_sb[:, :] = 0.0
+    (_, _, _, _, zd_l, qzz_l, f_l, e_l, c_l, b_l, quad_l, ld_l, _, _, _, _,
+     _) = lane_buffers(nb, k, 1)
+    lane_cluster = np.empty(1, np.int64)
     total = 0.0
-    for start in range(0, n_cl, CHUNK):
-        n = min(CHUNK, n_cl - start)
-        # gather: the chunk's blocks into lanes (identity M where another form is used)
-        for l in range(n):
-            j = start + l
-            q = cluster_pattern[j]
-            qzz_l[l] = cluster_blocks(j, q, mu_z, z, zinv, h, cluster_pair_ptr, pair_pattern,
-                                      pair_freq, pair_sum, wb, wbb, wmub, a_flat, pj, dz, zd, g)
-            mcdonald = not np.isnan(s_logdet[q])
-            for e in range(nb):
-                for c in range(nb):
-                    a_l[e, c, l] = aj[e, c]
-                    if mcdonald:
-                        m_l[e, c, l] = s_inv[q, e, c] + aj[e, c]
-                    else:
-                        m_l[e, c, l] = 1.0 if e == c else 0.0
-                p_l[e, l] = pj[e]
-                g_l[e, l] = g[e]
-            for a in range(k):
-                zd_l[a, l] = zd[a]
-        mcdonald_lanes(m_l, a_l, p_l, g_l, n, f_l, e_l, c_l, b_l, quad_l, ld_l, pmin_l, lf_l,
-                       af_l, ag_l, t_l)
-        # the other forms, one cluster at a time, into the same lanes
-        for l in range(n):
-            q = cluster_pattern[start + l]
-            if not np.isnan(s_logdet[q]):
-                if not pmin_l[l] > 0.0 or np.isnan(ld_l[l]):
-                    return np.nan
-                ld_l[l] += s_logdet[q]
-                continue
-            for e in range(nb):
-                pj[e] = p_l[e, l]
-                g[e] = g_l[e, l]
-                for c in range(nb):
-                    aj[e, c] = a_l[e, c, l]
-            ld_l[l] = cluster_f_into(aj, s_bz[q], r_bz[q], rank_bz[q], s_inv[q], s_logdet[q], f,
-                                     work)
-            if np.isnan(ld_l[l]):
-                return np.nan
-            cluster_score_vectors(aj, f, pj, g, ag, tmp, af, e_mat, cvec, bvec)
-            # g'A g - 2 p'g - (p - A g)' F (p - A g), with F (p - A g) = c - g
-            quad = 0.0
-            for e in range(nb):
-                quad += g[e] * ag[e] - 2.0 * pj[e] * g[e] - tmp[e] * (cvec[e] - g[e])
-            quad_l[l] = quad
-            for e in range(nb):
-                c_l[e, l] = cvec[e]
-                b_l[e, l] = bvec[e]
-                for c in range(nb):
-                    f_l[e, c, l] = f[e, c]
-                    e_l[e, c, l] = e_mat[e, c]
-        # K = F + c c' and b b' / 2, on all lanes
+    for j in range(z.shape[0]):
+        q = cluster_pattern[j]
+        if not np.isnan(s_logdet[q]):
+            continue
+        qzz_l[0] = cluster_blocks(j, q, mu_z, z, zinv, h, cluster_pair_ptr, pair_pattern,
+                                  pair_freq, pair_sum, wb, wbb, wmub, a_flat, pj, dz, zd, g)
+        ld_l[0] = cluster_f_into(aj, s_bz[q], r_bz[q], rank_bz[q], s_inv[q], s_logdet[q], f, work)
+        if np.isnan(ld_l[0]):
+            return np.nan
+        cluster_score_vectors(aj, f, pj, g, ag, tmp, af, e_mat, cvec, bvec)
+        # g'A g - 2 p'g - (p - A g)' F (p - A g), with F (p - A g) = c - g
+        quad = 0.0
         for e in range(nb):
+            quad += g[e] * ag[e] - 2.0 * pj[e] * g[e] - tmp[e] * (cvec[e] - g[e])
+        quad_l[0] = quad
+        for e in range(nb):
+            c_l[e, 0] = cvec[e]
+            b_l[e, 0] = bvec[e]
             for c in range(nb):
-                s = 0.0
-                for l in range(n):
-                    f_l[e, c, l] += c_l[e, l] * c_l[c, l]
-                    s += b_l[e, l] * b_l[c, l]
-                g_sb[e, c] += 0.5 * s
-        # per cluster: its term, E into its level-2 pattern, u_z = Sigma^zz delta_z - H' b,
-        # and c_j, K_j spread over its pairs
-        for l in range(n):
-            j = start + l
-            q = cluster_pattern[j]
-            total += zlogdet[q] + ld_l[l] + qzz_l[l] + quad_l[l]
-            for e in range(nb):
-                for c in range(nb):
-                    e_sum[q, e, c] += e_l[e, c, l]
-                    f[e, c] = f_l[e, c, l]
-                cvec[e] = c_l[e, l]
-            for a in range(k):
-                t = zd_l[a, l]
-                for e in range(nb):
-                    t -= h[q, e, a] * b_l[e, l]
-                zd_l[a, l] = t
-            for pair in range(cluster_pair_ptr[j], cluster_pair_ptr[j + 1]):
-                pat = pair_pattern[pair]
-                m = pair_freq[pair]
-                for e in range(nb):
-                    ce = cvec[e]
-                    pat_c[pat, e] += m * ce
-                    for b in range(p):
-                        pat_r[pat, e, b] += ce * pair_sum[pair, b]
-                for t in range(nb * nb):
-                    pat_y[pat, t] += m * f_flat[t]
-        # u_z (now in zd_l), u_z u_z' / 2 and b u_z', on all lanes
+                f_l[e, c, 0] = f[e, c]
+                e_l[e, c, 0] = e_mat[e, c]
         for a in range(k):
-            s = 0.0
-            for l in range(n):
-                s += zd_l[a, l]
-            g_mu_z[a] += s
-            for b in range(k):
-                s = 0.0
-                for l in range(n):
-                    s += zd_l[a, l] * zd_l[b, l]
-                g_szz[a, b] += 0.5 * s
-            for e in range(nb):
-                s = 0.0
-                for l in range(n):
-                    s += b_l[e, l] * zd_l[a, l]
-                g_syz[e, a] += s
-    e_q = np.empty((nb, nb))
+            zd_l[a, 0] = zd[a]
+        lane_cluster[0] = j
+        total += spread_scores(1, lane_cluster, cluster_pattern, zlogdet, h, cluster_pair_ptr,
+                               pair_pattern, pair_freq, pair_sum, qzz_l, ld_l, quad_l, f_l, e_l,
+                               c_l, b_l, zd_l, f_flat, cvec, e_sum, pat_c, pat_r, pat_y, g_mu_z,
+                               g_szz, g_syz, g_sb)
+    return total
+
+
+@njit(cache=True, fastmath=FAST)
+def finish_between_gradient(e_sum, h, zinv, freq_q, g_szz, g_syz, g_sb):
+    """The level-2 gradient's last terms from E_q = e_sum[q], summed over the n_q
+    clusters of each level-2 pattern q:
+
+        sigma_zz -= (n_q Sigma_q^zz + H_q' E_q H_q) / 2,  sigma_yz += E_q H_q,
+        sigma_b  -= E_q / 2."""
+    n_q, nb = e_sum.shape[0], e_sum.shape[1]
+    k = zinv.shape[1]
     he = np.empty((k, nb))
     for q in range(n_q):
         for e in range(nb):
             for f in range(nb):
-                e_q[e, f] = e_sum[q, e, f]
-        for e in range(nb):
-            for f in range(nb):
-                g_sb[e, f] -= 0.5 * e_q[e, f]
+                g_sb[e, f] -= 0.5 * e_sum[q, e, f]
         # he = H_q' E_q (k x nb)
         for a in range(k):
             for f in range(nb):
                 t = 0.0
                 for e in range(nb):
-                    t += h[q, e, a] * e_q[e, f]
+                    t += h[q, e, a] * e_sum[q, e, f]
                 he[a, f] = t
         for a in range(k):
             for b in range(k):
@@ -618,6 +679,3 @@ def cluster_scores(mu_z, z, cluster_pattern, zinv, zlogdet, h, s_bz,
                 g_szz[a, b] -= 0.5 * t
             for e in range(nb):
                 g_syz[e, a] += he[a, e]
-    return total
-
-

@@ -10,7 +10,9 @@ taken further for speed; each stage is one Numba kernel over plain arrays, one t
    Sigma_j(b.z), with its inverse or a rank-revealing factor;
 3. :func:`.clusters.cluster_terms`: per cluster, A_j and p_j from its pairs and the
    singular-safe forms (85)-(87), in P_b x P_b terms; McDonald's form for a chunk of
-   clusters at once (:mod:`.lanes`).
+   clusters at once (:mod:`.lanes`). Clusters whose Sigma_j(b.z) is singular or
+   indefinite go to kernels of their own (:func:`.clusters.other_cluster_terms`,
+   :func:`.clusters.other_cluster_scores`), which compile only when a fit meets one.
 
 The gradient (:func:`loglik_and_gradient`, derivation in ``docs/gradient.md``) runs
 stages 1-2, then :func:`.clusters.cluster_scores` (the cluster terms and the level-2
@@ -27,8 +29,9 @@ import numpy as np
 from ..data.moments import Moments
 from ..errors import InadmissibleMomentsError
 from ..linalg import cholesky_inverse
-from .between import between_patterns
-from .clusters import cluster_scores, cluster_terms
+from .between import between_patterns, factor_other_patterns
+from .clusters import (cluster_scores, cluster_terms, finish_between_gradient,
+                       other_cluster_scores, other_cluster_terms)
 from .within import row_within_terms, within_backward, within_forward
 
 LOG_2PI = np.log(2.0 * np.pi)
@@ -69,10 +72,12 @@ def pattern_buffers(data, nb, alloc=np.empty):
 
 def score_buffers(data, nb, alloc=np.empty):
     """The arrays :func:`.clusters.cluster_scores` fills: per level-1 pattern (pat_c,
-    pat_r, pat_y), and the level-2 gradient (mu_z, sigma_zz, sigma_yz, sigma_b)."""
+    pat_r, pat_y), the level-2 gradient (mu_z, sigma_zz, sigma_yz, sigma_b) and the sums
+    of E per level-2 pattern."""
     p, k, n_pat = data.n_y, data.n_z, data.level1.n_patterns
     return (alloc((n_pat, nb)), alloc((n_pat, nb, p)), alloc((n_pat, nb * nb)), alloc(k),
-            alloc((k, k)), alloc((nb, k)), alloc((nb, nb)))
+            alloc((k, k)), alloc((nb, k)), alloc((nb, nb)),
+            alloc((data.level2.n_patterns, nb, nb)))
 
 
 def pattern_stages(data, moments):
@@ -93,6 +98,8 @@ def pattern_stages(data, moments):
     if not between_patterns(moments.sigma_b, moments.sigma_zz, moments.sigma_yz, bidx, l2.observed,
                             zinv, zlogdet, h, s_bz, r_bz, rank_bz, s_inv, s_logdet, s_inv_h):
         return None
+    if np.isnan(s_logdet).any():
+        factor_other_patterns(s_bz, r_bz, rank_bz)
     return Stages(omega_w, within, wb, wbb, wmub, zinv, zlogdet, h, s_bz, r_bz, rank_bz, s_inv,
                   s_logdet, s_inv_h)
 
@@ -102,10 +109,21 @@ def _cluster_stage(data, moments, st, each) -> float:
     summed term, also per cluster into ``each`` unless it is empty; nan where some V_j
     is not positive definite."""
     l1, l2 = data.level1, data.level2
-    return cluster_terms(moments.mu_z, data.z, l2.cluster_pattern, st.zinv, st.zlogdet, st.h,
-                         st.s_bz, st.r_bz, st.rank_bz, st.s_inv, st.s_logdet, st.s_inv_h,
-                         l1.cluster_pair_ptr, l1.pair_pattern, l1.pair_freq, l1.pair_sum,
-                         st.wb, st.wbb, st.wmub, each)
+    pairs = (l1.cluster_pair_ptr, l1.pair_pattern, l1.pair_freq, l1.pair_sum, st.wb, st.wbb,
+             st.wmub)
+    total = cluster_terms(moments.mu_z, data.z, l2.cluster_pattern, st.zinv, st.zlogdet, st.h,
+                          st.s_inv, st.s_logdet, st.s_inv_h, *pairs, each)
+    if _other_forms(st) and not np.isnan(total):
+        total += other_cluster_terms(moments.mu_z, data.z, l2.cluster_pattern, st.zinv,
+                                     st.zlogdet, st.h, st.s_bz, st.r_bz, st.rank_bz,
+                                     st.s_logdet, *pairs, each)
+    return total
+
+
+def _other_forms(st) -> bool:
+    """Whether some level-2 pattern's Sigma_j(b.z) is singular or indefinite: its
+    clusters need the kernels of the other forms."""
+    return bool(np.isnan(st.s_logdet).any())
 
 
 def loglik(data, moments) -> float:
@@ -167,14 +185,19 @@ def loglik_and_gradient(data, moments):
     if st is None:
         return -np.inf, None
     p, k = data.n_y, data.n_z
-    pat_c, pat_r, pat_y, g_mu_z, g_szz, g_syz, g_sb = score_buffers(data, bidx.size)
+    sums = score_buffers(data, bidx.size)
+    pat_c, pat_r, pat_y, g_mu_z, g_szz, g_syz, g_sb, e_sum = sums
+    pairs = (l1.cluster_pair_ptr, l1.pair_pattern, l1.pair_freq, l1.pair_sum, st.wb, st.wbb,
+             st.wmub)
     between = cluster_scores(moments.mu_z, data.z, l2.cluster_pattern, st.zinv, st.zlogdet, st.h,
-                             st.s_bz, st.r_bz, st.rank_bz, st.s_inv, st.s_logdet,
-                             l1.cluster_pair_ptr, l1.pair_pattern, l1.pair_freq, l1.pair_sum,
-                             st.wb, st.wbb, st.wmub, l2.freq, pat_c, pat_r, pat_y,
-                             g_mu_z, g_szz, g_syz, g_sb)
+                             st.s_inv, st.s_logdet, *pairs, e_sum, *sums[:7])
+    if _other_forms(st) and not np.isnan(between):
+        between += other_cluster_scores(moments.mu_z, data.z, l2.cluster_pattern, st.zinv,
+                                        st.zlogdet, st.h, st.s_bz, st.r_bz, st.rank_bz, st.s_inv,
+                                        st.s_logdet, *pairs, e_sum, *sums[:7])
     if np.isnan(between):
         return -np.inf, None
+    finish_between_gradient(e_sum, st.h, st.zinv, l2.freq, g_szz, g_syz, g_sb)
     value = float(-0.5 * (data.n_observed_values * LOG_2PI + st.within + between))
     g_sw = np.empty((p, p))
     g_mu_y = np.empty(p)

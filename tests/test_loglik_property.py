@@ -1,6 +1,7 @@
 """Property tests: every method equals the dense reference on random two-level data."""
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -111,3 +112,32 @@ def test_indefinite_between_matrix(method, miss):
     strong = mlmiss.Moments.from_dict(dict(f, sigma_b=f["sigma_b"] - 50.0 * np.eye(3)))
     assert mlmiss.loglik(data, strong, "dense") == -np.inf
     assert mlmiss.loglik(data, strong, method) == -np.inf
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cases(), st.sampled_from([None, 0.05, -0.2]))
+def test_cluster_logliks_match_the_dense_reference_cluster_by_cluster(case, smallest):
+    """McDonald's lanes and the kernels of the other forms (singular or indefinite
+    Sigma_j(b.z), often mixed within one data set when z is missing) each write their
+    clusters' terms: every cluster's log-likelihood is that of the cluster alone, by
+    the dense reference."""
+    data, moments = random_case(**case)
+    if smallest is not None and moments.between_index.size:
+        moments = with_smallest_between_eigenvalue(moments, smallest)
+    each = mlmiss.likelihood.cluster_logliks(data, moments)
+    total = mlmiss.loglik(data, moments)
+    if not np.isfinite(total):
+        assert each is None
+        return
+    assert each.sum() == pytest.approx(total, rel=1e-10, abs=1e-9)
+    for j in range(data.n_clusters):
+        rows = data.row_cluster == j
+        if not rows.any() or np.isnan(data.y[rows]).all(axis=0).any() or np.isnan(data.z[j]).any():
+            continue   # a variable without a value: not a data set on its own
+        frame = pd.DataFrame(data.y[rows], columns=list(data.y_names))
+        frame["cl"] = 0
+        for k, name in enumerate(data.z_names):
+            frame[name] = data.z[j, k]
+        one = mlmiss.TwoLevelData.from_frame(frame, "cl", y=list(data.y_names),
+                                             z=list(data.z_names))
+        assert each[j] == pytest.approx(mlmiss.loglik(one, moments, "dense"), rel=1e-8, abs=1e-8)

@@ -19,8 +19,10 @@ from numba import njit
 
 from ..linalg import FAST
 
-#: clusters per chunk: the chunk's lane arrays stay in the core's L2 cache
-CHUNK = 256
+#: clusters per chunk: the chunk's lane arrays (seven of nb x nb x CHUNK) stay near the
+#: core (gradient at J = 100,000: 101-103 ms with 64, 104-107 with 48 or 128, 107-109
+#: with 32, 111-113 with 256)
+CHUNK = 64
 
 # The kernels below use Numba's "numpy" error model: a division by a zero pivot gives
 # inf (that lane is then caught by its pivot test) instead of raising in the middle of

@@ -574,6 +574,7 @@ def cluster_scores(mu_z, z, cluster_pattern, zinv, zlogdet, h, s_inv, s_logdet,
             for e in range(nb):
                 for c in range(nb):
                     a_l[e, c, n] = aj[e, c]
+                for c in range(e + 1):   # the Cholesky factor reads the lower triangle
                     m_l[e, c, n] = s_inv[q, e, c] + aj[e, c]
                 p_l[e, n] = pj[e]
                 g_l[e, n] = g[e]

@@ -8,6 +8,7 @@ import json
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.linalg
 from hypothesis import given, settings
@@ -247,3 +248,34 @@ def test_hessian_along_between_directions_only():
     full = loglik_hessian(f.data, at, stack(True))
     np.testing.assert_allclose(between_only, full[:-1, :-1], rtol=1e-10,
                                atol=1e-10 * np.abs(full).max())
+
+
+def test_h1_without_variables_at_both_levels():
+    """Within-only level-1 variables and a between-only one: no "both" variable, so
+    the level-2 information has no A_j part (this shape once made the metric fail)."""
+    rng = np.random.default_rng(1)
+    cluster = np.repeat(np.arange(60), 6)
+    y = rng.normal(size=(360, 3))
+    y[:, 1] += 0.5 * y[:, 0]
+    df = pd.DataFrame(y, columns=["y1", "y2", "y3"])
+    df["z"] = rng.normal(size=60)[cluster]
+    df["cluster"] = cluster
+    df.loc[rng.random(360) < 0.1, "y2"] = np.nan
+    model = "level: 1\n f =~ y1 + y2 + y3\nlevel: 2\n z ~~ z\n"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = mlmiss.sem(model, df, cluster="cluster", fixed_x=False)
+    auto, direct = fit.h1(), fit.h1(method="direct")
+    assert auto.estimate.optimizer == "em + trust-krylov"
+    assert abs(auto.loglik - direct.loglik) <= 1e-9 * fit.nobs
+
+
+def test_an_inadmissible_start_is_not_a_maximum():
+    """The trust region started where the moments are not positive definite stops at
+    once with a zero gradient (the convention for such points): not converged."""
+    moments, theta = saturated_maximum(case_problem("singular_between"))
+    a, b, c, _ = moments.factors.sizes
+    bad = theta.copy()
+    bad[a + b + c] = 0.0   # the first between variance
+    estimate = optimize(moments, bad, "trust-krylov")
+    assert not estimate.converged

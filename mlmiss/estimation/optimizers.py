@@ -133,7 +133,9 @@ def optimize(problem, theta0, optimizer: str = "auto", maxiter: int = 1000,
             used += " + SLSQP on the boundary"
             message = clock.message() or why
     clock.progress.close()
-    return Estimate(theta=theta, loglik=-fun * n, converged=max_grad <= GRADIENT_TOLERANCE,
+    # an inadmissible point has a zero gradient by convention: never a maximum
+    return Estimate(theta=theta, loglik=-fun * n,
+                    converged=max_grad <= GRADIENT_TOLERANCE and fun < INADMISSIBLE,
                     iterations=iterations,
                     message=f"{message} (largest |gradient| of -logl/N: {max_grad:.1e})",
                     optimizer=used, seconds=time.perf_counter() - began, max_gradient=max_grad,

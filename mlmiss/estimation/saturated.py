@@ -95,8 +95,8 @@ def fit_saturated(problem, method: str = "auto") -> ReferenceFit:
     step one gradient (:mod:`.em.saturated`); "direct", L-BFGS on the Cholesky factors
     (:class:`SaturatedProblem`); "auto" (the default), :data:`H1_EM_STEPS` EM cycles,
     then the Krylov trust region on the moments in the metric of each level's expected
-    information (:class:`SaturatedMoments`); should that not converge, EM and L-BFGS
-    on the Cholesky factors. Should all that not converge, as a model from
+    information (:class:`SaturatedMoments`); should that not converge, more EM cycles
+    from where the first ones ended and L-BFGS, on the Cholesky factors. Should all that not converge, as a model from
     :func:`saturated_syntax` with the trust-region optimizer."""
     if method not in H1_METHODS:
         raise ValueError(f"unknown h1 method {method!r}; use one of {H1_METHODS}")
@@ -105,7 +105,7 @@ def fit_saturated(problem, method: str = "auto") -> ReferenceFit:
     direct = SaturatedProblem(data, between)
     start = direct.start()
     if method == "auto":
-        finished = _em_then_trust_region(direct, start)
+        finished, start = _em_then_trust_region(direct, start)   # else EM goes on from there
         if finished is not None:
             return ReferenceFit(*finished, problem.covariate_loglik)
     if method != "direct":
@@ -208,9 +208,10 @@ class SaturatedProblem(Objective):
 
 
 def _em_then_trust_region(direct, start):
-    """(problem, estimate) of the "auto" h1 fit, or None where it does not converge:
-    :data:`H1_EM_STEPS` EM cycles on the Cholesky factors, then the Krylov trust region
-    on the moments, in the metric of :meth:`SaturatedMoments.metric`."""
+    """The "auto" h1 fit: :data:`H1_EM_STEPS` EM cycles on the Cholesky factors, then
+    the Krylov trust region on the moments, in the metric of
+    :meth:`SaturatedMoments.metric`. Returns ((problem, estimate) or None where it does
+    not converge, the EM cycles' end in ``direct``'s terms, for the fallback)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)   # capped on purpose
         em = optimize(direct, start, "em", label="h1 model",
@@ -219,14 +220,15 @@ def _em_then_trust_region(direct, start):
     theta = moments.from_factors(em.theta)
     metric = moments.metric(theta)
     if metric is None:
-        return None
+        return None, em.theta
+    # started outside the region (it cannot be, after EM) it reports no convergence
     estimate = optimize(moments, theta, "trust-krylov", gtol=1e-10, label="h1 model",
                         metric=metric)
     if not estimate.converged:
-        return None
-    return moments, dataclasses.replace(estimate, iterations=estimate.iterations + em.iterations,
-                                        optimizer="em + " + estimate.optimizer,
-                                        e_steps=em.e_steps)
+        return None, em.theta
+    return (moments, dataclasses.replace(
+        estimate, iterations=estimate.iterations + em.iterations, e_steps=em.e_steps,
+        optimizer="em + " + estimate.optimizer, seconds=estimate.seconds + em.seconds)), em.theta
 
 
 class SaturatedMoments(Objective):

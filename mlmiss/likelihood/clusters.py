@@ -616,8 +616,9 @@ def other_cluster_scores(mu_z, z, cluster_pattern, zinv, zlogdet, h, s_bz, r_bz,
     tmp = np.empty(nb)
     cvec = np.empty(nb)
     f_flat = np.empty(nb * nb)
+    one = np.int64(1)   # not a literal 1: the callees compile once, for int64
     (_, _, _, _, zd_l, qzz_l, f_l, e_l, c_l, b_l, quad_l, ld_l, _, _, _, _,
-     _) = lane_buffers(nb, k, 1)
+     _) = lane_buffers(nb, k, one)
     lane_cluster = np.empty(1, np.int64)
     total = 0.0
     for j in range(z.shape[0]):
@@ -644,7 +645,7 @@ def other_cluster_scores(mu_z, z, cluster_pattern, zinv, zlogdet, h, s_bz, r_bz,
         for a in range(k):
             zd_l[a, 0] = zd[a]
         lane_cluster[0] = j
-        total += spread_scores(1, lane_cluster, cluster_pattern, zlogdet, h, cluster_pair_ptr,
+        total += spread_scores(one, lane_cluster, cluster_pattern, zlogdet, h, cluster_pair_ptr,
                                pair_pattern, pair_freq, pair_sum, qzz_l, ld_l, quad_l, f_l, e_l,
                                c_l, b_l, zd_l, f_flat, cvec, e_sum, pat_c, pat_r, pat_y, g_mu_z,
                                g_szz, g_syz, g_sb)

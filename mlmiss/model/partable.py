@@ -68,7 +68,7 @@ COLUMNS = ["id", "lhs", "op", "rhs", "level", "user", "free", "value", "label", 
 
 @lru_cache(maxsize=32)
 def _row_type(columns: tuple):
-    return namedtuple("Row", columns)
+    return namedtuple("Row", columns, rename=True)   # as itertuples names them
 
 
 def table_rows(table: pd.DataFrame) -> list:

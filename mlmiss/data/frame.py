@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError, MomentsError
-from .summaries import cluster_summaries as _cluster_summaries
 from .patterns import Level1Patterns, Level2Patterns, level1_patterns, level2_patterns, sort_rows
+from .summaries import cluster_summaries as _cluster_summaries
 
 _SHOW = 5  # how many offending clusters/rows an error message lists
 

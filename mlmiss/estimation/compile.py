@@ -84,7 +84,7 @@ def _compile_cluster_forms(data, moments):
     f, af, e_mat = np.zeros((nb, nb)), np.zeros((nb, nb)), np.zeros((nb, nb))
     clusters.cluster_f_into(aj, square[0], square[0], np.int64(0), square[0], 0.0, f,
                             np.zeros((4, nb, nb)))
-    vectors = [np.zeros(nb) for _ in range(5)]
+    vectors = [np.zeros(nb) for _ in range(4)]
     clusters.cluster_score_vectors(aj, f, pj, g, vectors[0], vectors[1], af, e_mat, vectors[2],
                                    vectors[3])
 

@@ -36,9 +36,9 @@ STEP_TOLERANCE = 1e-9
 
 def random_intercepts(counts, means, within):
     """(mu, a, b) per column: the ML estimates of the one-way random-effects model from
-    :func:`mlmiss.data.summaries.cluster_summaries`; NaN for a column whose Newton iteration fails (a between
-    variance at or below zero, or a within variance that is not positive), which is
-    left to the general optimizer."""
+    :func:`mlmiss.data.summaries.cluster_summaries`; NaN for a column whose Newton
+    iteration fails (a between variance at or below zero, or a within variance that is
+    not positive), which is left to the general optimizer."""
     n = counts
     used = n > 0
     total = n.sum(axis=0)

@@ -64,8 +64,8 @@ def optimize(problem, theta0, optimizer: str = "auto", maxiter: int = 1000,
 
     ``metric``: an approximate Hessian of -logl / N in theta's units, positive definite
     (:mod:`.moment_start`); the Krylov trust region then works in coordinates where it
-    is the identity, which shortens its Krylov sequences. Ignored by the others
-    ("trust-krylov" takes it too)."""
+    is the identity, which shortens its Krylov sequences. Read by "auto" and
+    "trust-krylov", ignored by the others."""
     from scipy.optimize import minimize  # imported here: slow, and not needed for loglik
 
     if optimizer not in OPTIMIZERS:

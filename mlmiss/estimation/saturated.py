@@ -24,7 +24,7 @@ from functools import cached_property
 
 import numpy as np
 
-from ..data.levels import from_levels, gradient_between_cov
+from ..data.levels import between_cov, from_levels, gradient_between_cov
 from ..errors import ConvergenceWarning
 from ..likelihood import loglik_and_gradient
 from ..likelihood.expected import covariance_information, level_information
@@ -96,8 +96,9 @@ def fit_saturated(problem, method: str = "auto") -> ReferenceFit:
     (:class:`SaturatedProblem`); "auto" (the default), :data:`H1_EM_STEPS` EM cycles,
     then the Krylov trust region on the moments in the metric of each level's expected
     information (:class:`SaturatedMoments`); should that not converge, more EM cycles
-    from where the first ones ended and L-BFGS, on the Cholesky factors. Should all that not converge, as a model from
-    :func:`saturated_syntax` with the trust-region optimizer."""
+    from where the first ones ended and L-BFGS, on the Cholesky factors. Should all that
+    not converge, as a model from :func:`saturated_syntax` with the trust-region
+    optimizer."""
     if method not in H1_METHODS:
         raise ValueError(f"unknown h1 method {method!r}; use one of {H1_METHODS}")
     data = problem.data
@@ -237,7 +238,7 @@ class SaturatedMoments(Objective):
     of the joint between covariance, row by row. Admissible where both are positive
     definite; a maximum on the edge is left to :class:`SaturatedProblem`."""
 
-    between_psd = False   # positive definiteness is checked here, for both levels
+    between_psd = False   # no edge phase: admissible() asks for a positive definite Sigma_B
 
     def __init__(self, factors: SaturatedProblem):
         self.factors = factors
@@ -275,14 +276,13 @@ class SaturatedMoments(Objective):
         return from_levels(within_mean, within, mean_b, between, self.factors.between_mask,
                            checked=False)
 
-    def loglik_and_gradient(self, theta, guard: bool = True):
-        _, _, within, between = self.matrices(theta)
+    def admissible(self, moments) -> bool:
+        """Sigma_B positive definite (the engine itself refuses a sigma_w that is not)."""
         try:
-            np.linalg.cholesky(within)
-            np.linalg.cholesky(between)
+            np.linalg.cholesky(between_cov(moments))
         except np.linalg.LinAlgError:
-            return -np.inf, None
-        return super().loglik_and_gradient(theta, guard)
+            return False
+        return True
 
     def gradient_of_moments(self, theta, g):
         f = self.factors

@@ -98,7 +98,7 @@ def pattern_stages(data, moments):
     if not between_patterns(moments.sigma_b, moments.sigma_zz, moments.sigma_yz, bidx, l2.observed,
                             zinv, zlogdet, h, s_bz, r_bz, rank_bz, s_inv, s_logdet, s_inv_h):
         return None
-    if np.isnan(s_logdet).any():
+    if _other_forms(s_logdet):
         factor_other_patterns(s_bz, r_bz, rank_bz)
     return Stages(omega_w, within, wb, wbb, wmub, zinv, zlogdet, h, s_bz, r_bz, rank_bz, s_inv,
                   s_logdet, s_inv_h)
@@ -113,17 +113,17 @@ def _cluster_stage(data, moments, st, each) -> float:
              st.wmub)
     total = cluster_terms(moments.mu_z, data.z, l2.cluster_pattern, st.zinv, st.zlogdet, st.h,
                           st.s_inv, st.s_logdet, st.s_inv_h, *pairs, each)
-    if _other_forms(st) and not np.isnan(total):
+    if _other_forms(st.s_logdet) and not np.isnan(total):
         total += other_cluster_terms(moments.mu_z, data.z, l2.cluster_pattern, st.zinv,
                                      st.zlogdet, st.h, st.s_bz, st.r_bz, st.rank_bz,
                                      st.s_logdet, *pairs, each)
     return total
 
 
-def _other_forms(st) -> bool:
-    """Whether some level-2 pattern's Sigma_j(b.z) is singular or indefinite: its
-    clusters need the kernels of the other forms."""
-    return bool(np.isnan(st.s_logdet).any())
+def _other_forms(s_logdet) -> bool:
+    """Whether some level-2 pattern's Sigma_j(b.z) is singular or indefinite (stage 2
+    leaves its log-determinant nan): its clusters need the kernels of the other forms."""
+    return bool(np.isnan(s_logdet).any())
 
 
 def loglik(data, moments) -> float:
@@ -191,7 +191,7 @@ def loglik_and_gradient(data, moments):
              st.wmub)
     between = cluster_scores(moments.mu_z, data.z, l2.cluster_pattern, st.zinv, st.zlogdet, st.h,
                              st.s_inv, st.s_logdet, *pairs, e_sum, *sums[:7])
-    if _other_forms(st) and not np.isnan(between):
+    if _other_forms(st.s_logdet) and not np.isnan(between):
         between += other_cluster_scores(moments.mu_z, data.z, l2.cluster_pattern, st.zinv,
                                         st.zlogdet, st.h, st.s_bz, st.r_bz, st.rank_bz, st.s_inv,
                                         st.s_logdet, *pairs, e_sum, *sums[:7])

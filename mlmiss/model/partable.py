@@ -65,7 +65,6 @@ __all__ = ["ParTable", "parameter_table", "check_variables", "ModelDataError", "
 COLUMNS = ["id", "lhs", "op", "rhs", "level", "user", "free", "value", "label", "exo"]
 
 
-
 @lru_cache(maxsize=32)
 def _row_type(columns: tuple):
     return namedtuple("Row", columns, rename=True)   # as itertuples names them
@@ -78,6 +77,7 @@ def table_rows(table: pd.DataFrame) -> list:
     fit iterates its tables some twenty times."""
     make = _row_type(tuple(table.columns))._make
     return [make(values) for values in zip(*(table[c].tolist() for c in table.columns))]
+
 
 def _unique(values: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(values))
